@@ -1,0 +1,88 @@
+// Maps every failure to an application/problem+json document (RFC 9457) with a stable code.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RollcallError, isRollcallError, type ErrorCode } from '../domain/errors.js';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail: string;
+  instance: string;
+  details?: Record<string, unknown>;
+}
+
+const TITLES: Partial<Record<ErrorCode, string>> = {
+  VALIDATION_FAILED: 'The request is not valid',
+  MALFORMED_JSON: 'The body is not valid JSON',
+  PAYLOAD_TOO_LARGE: 'The body is too large',
+  UNSUPPORTED_MEDIA_TYPE: 'Unsupported content type',
+  NODE_NOT_FOUND: 'No such node',
+  PROFILE_NOT_FOUND: 'No such profile',
+  ROUTE_NOT_FOUND: 'No such endpoint',
+  STALE_INCARNATION: 'Stale incarnation',
+  REGISTRATION_REQUIRED: 'Registration required',
+  VERSION_GONE: 'Topology version no longer retained',
+  STORE_UNAVAILABLE: 'The store is unavailable',
+  SHUTTING_DOWN: 'The registry is shutting down',
+  INTERNAL: 'Internal error',
+};
+
+export function problemOf(error: RollcallError, instance: string): Problem {
+  return {
+    type: `urn:rollcall:problem:${error.code.toLowerCase().replace(/_/g, '-')}`,
+    title: TITLES[error.code] ?? error.code,
+    status: error.status,
+    code: error.code,
+    detail: error.message,
+    instance,
+    ...(error.details ? { details: error.details } : {}),
+  };
+}
+
+/** Turns what Fastify itself rejects (parsing, limits, schema validation) into our errors. */
+function toRollcallError(error: FastifyError): RollcallError {
+  if (isRollcallError(error)) return error;
+  if (error.validation) {
+    const errors = error.validation.slice(0, 10).map((item) => ({
+      path: `${error.validationContext ?? 'body'}${item.instancePath || ''}`,
+      message: item.message ?? 'is invalid',
+      ...(item.params && 'additionalProperty' in item.params ? { property: item.params.additionalProperty } : {}),
+    }));
+    const first = errors[0];
+    return new RollcallError('VALIDATION_FAILED', first ? `${first.path} ${first.message}${'property' in first ? ` (${String(first.property)})` : ''}` : error.message, {
+      details: { errors },
+    });
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new RollcallError('PAYLOAD_TOO_LARGE', error.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new RollcallError('UNSUPPORTED_MEDIA_TYPE', `${error.message}; send application/json.`);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new RollcallError('VALIDATION_FAILED', 'The body is empty; a JSON object is required.');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new RollcallError('MALFORMED_JSON', error.message);
+  }
+  if (error instanceof SyntaxError || error.statusCode === 400) return new RollcallError('MALFORMED_JSON', `The body is not valid JSON: ${error.message}`);
+  if (error.statusCode === 413) return new RollcallError('PAYLOAD_TOO_LARGE', error.message);
+  if (error.statusCode === 415) return new RollcallError('UNSUPPORTED_MEDIA_TYPE', error.message);
+  return new RollcallError('INTERNAL', 'An internal error occurred.', { cause: error });
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: RollcallError): FastifyReply {
+  return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(problemOf(error, request.url));
+}
+
+export function installProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const mapped = toRollcallError(error);
+    if (mapped.status >= 500) request.log.error({ err: error, code: mapped.code }, 'request failed');
+    return sendProblem(reply, request, mapped);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, request, new RollcallError('ROUTE_NOT_FOUND', `No endpoint ${request.method} ${request.url.split('?')[0] ?? ''}.`)),
+  );
+}

@@ -1,0 +1,175 @@
+// The node endpoints: DAGI register/heartbeat/list/get, introspection, deregistration, role profiles.
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { RollcallError } from '../../domain/errors.js';
+import { parseIntrospection } from '../../domain/introspection.js';
+import { fromDagi, type NodeRecord } from '../../domain/node.js';
+import { DagiRegistrationSchema, HeartbeatSchema, NodeId, ProfileBodySchema, Reason, NodeType } from '../../domain/schemas.js';
+import type { Registry } from '../../engine/registry.js';
+import * as params from '../query-params.js';
+
+export interface NodeRouteOptions {
+  registry: Registry;
+  defaultNamespace: string;
+  defaultLeaseTtlMs: number;
+}
+
+/** A record as the API shows it: the stored fields plus when its lease runs out. */
+export function presentNode(node: NodeRecord): NodeRecord & { lease_expires_at: string | null } {
+  return {
+    ...node,
+    lease_expires_at: node.status === 'online' ? new Date(Date.parse(node.last_heartbeat) + node.lease_ttl_ms).toISOString() : null,
+  };
+}
+
+const NodeIdParams = Type.Object({ node_id: NodeId });
+const RoleParams = Type.Object({ role: NodeType });
+const DeleteQuery = Type.Object(
+  {
+    reason: Type.Optional(Reason),
+    namespace: Type.Optional(Type.String()),
+    incarnation: Type.Optional(Type.String({ pattern: '^\\d{1,16}$' })),
+  },
+  { additionalProperties: false },
+);
+const NamespaceQuery = Type.Object({ namespace: Type.Optional(Type.String()) }, { additionalProperties: false });
+const ListQuery = Type.Object(
+  {
+    role: Type.Optional(Type.String({ maxLength: 100 })),
+    label: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+    status: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+    node_type: Type.Optional(Type.String({ maxLength: 100 })),
+    namespace: Type.Optional(Type.String()),
+    capability: Type.Optional(Type.String({ maxLength: 4096, description: 'JSON object matched by containment, e.g. {"gpu":true}' })),
+    version: Type.Optional(Type.String({ description: 'A version or semver range the node_version must satisfy, e.g. >=1.2.0' })),
+    limit: Type.Optional(Type.String({ description: 'Page size, 1 to 1000 (default 100)' })),
+    cursor: Type.Optional(Type.String({ description: 'next_cursor of the previous page' })),
+  },
+  { additionalProperties: false },
+);
+
+export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { registry } = options;
+  const defaults = { namespace: options.defaultNamespace, leaseTtlMs: options.defaultLeaseTtlMs };
+
+  api.post('/api/v1/nodes/register', {
+    schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
+  }, async (request, reply) => {
+    const result = await registry.register(fromDagi(request.body, defaults));
+    return reply.code(result.outcome === 'added' ? 201 : 200).send({
+      node_id: result.node.node_id,
+      namespace: result.node.namespace,
+      status: result.node.status,
+      outcome: result.outcome,
+      topology_version: result.version,
+      node: presentNode(result.node),
+    });
+  });
+
+  api.post('/api/v1/nodes/heartbeat', {
+    schema: { tags: ['nodes'], summary: 'Renew a node\'s lease.', body: HeartbeatSchema },
+  }, async (request) => {
+    const body = request.body;
+    return registry.heartbeat({
+      namespace: body.namespace ?? options.defaultNamespace,
+      node_id: body.node_id,
+      ...(body.incarnation === undefined ? {} : { incarnation: body.incarnation }),
+      ...(body.health_status === undefined ? {} : { health_status: body.health_status }),
+      ...(body.status === undefined ? {} : { status: body.status }),
+      ...(body.metrics === undefined ? {} : { metrics: body.metrics }),
+    });
+  });
+
+  api.post('/api/v1/introspection', {
+    schema: {
+      tags: ['nodes'],
+      summary: 'Accept an OmniNode introspection, bare or in an OnexEnvelopeV1.',
+      body: Type.Object({}, { additionalProperties: true, description: 'An introspection payload or an OnexEnvelopeV1 wrapping one.' }),
+    },
+  }, async (request, reply) => {
+    const started = performance.now();
+    const { registration, envelope } = parseIntrospection(request.body, defaults);
+    const result = await registry.register(registration);
+    return reply.code(result.outcome === 'added' ? 201 : 200).send({
+      status: 'success',
+      registered_node_id: result.node.node_id,
+      namespace: result.node.namespace,
+      outcome: result.outcome,
+      topology_version: result.version,
+      registration_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      ...(envelope ? { event_id: envelope.event_id, correlation_id: envelope.correlation_id ?? null } : {}),
+    });
+  });
+
+  api.get('/api/v1/nodes', {
+    schema: { tags: ['nodes'], summary: 'List nodes by role, label, status, type, namespace, capability and version.', querystring: ListQuery },
+  }, async (request) => {
+    const query = request.query as params.Query;
+    const after = params.decodeCursor(query);
+    const filter = {
+      namespace: params.namespace(query),
+      role: params.single(query, 'role'),
+      node_type: params.single(query, 'node_type'),
+      labels: params.list(query, 'label'),
+      status: params.statuses(query),
+      capability: params.jsonObject(query, 'capability'),
+      version: params.versionRange(query, 'version'),
+      after,
+      limit: params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 }),
+    };
+    const page = registry.list(Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as typeof filter);
+    return {
+      nodes: page.nodes.map(presentNode),
+      count: page.nodes.length,
+      next_cursor: page.next === null ? null : params.encodeCursor(page.next),
+      topology_version: registry.view.version,
+    };
+  });
+
+  api.get('/api/v1/nodes/:node_id', {
+    schema: { tags: ['nodes'], summary: 'One node.', params: NodeIdParams, querystring: NamespaceQuery },
+  }, async (request) => {
+    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+    return presentNode(registry.get(namespace, request.params.node_id));
+  });
+
+  api.delete('/api/v1/nodes/:node_id', {
+    schema: { tags: ['nodes'], summary: 'Deregister a node (tombstone) with a reason.', params: NodeIdParams, querystring: DeleteQuery },
+  }, async (request) => {
+    const query = request.query;
+    const namespace = params.namespace(query, options.defaultNamespace) as string;
+    const reason = query.reason ?? 'manual_deregistration';
+    const incarnation = query.incarnation === undefined ? undefined : Number(query.incarnation);
+    const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation);
+    return {
+      node_id: result.node.node_id,
+      namespace: result.node.namespace,
+      status: result.node.status,
+      reason: result.node.removal_reason,
+      changed: result.change !== null,
+      topology_version: result.version,
+    };
+  });
+
+  api.get('/api/v1/profiles/:role', {
+    schema: { tags: ['profiles'], summary: 'The configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery },
+  }, async (request) => {
+    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+    const profile = await registry.store.getProfile(namespace, request.params.role);
+    if (!profile) {
+      throw new RollcallError('PROFILE_NOT_FOUND', `No profile for role ${request.params.role} in namespace ${namespace}.`, {
+        details: { role: request.params.role, namespace },
+      });
+    }
+    return profile;
+  });
+
+  api.put('/api/v1/profiles/:role', {
+    schema: { tags: ['profiles'], summary: 'Create or replace the configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery, body: ProfileBodySchema },
+  }, async (request) => {
+    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+    return registry.store.putProfile(namespace, request.params.role, request.body.config, Date.now());
+  });
+}

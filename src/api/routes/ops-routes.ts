@@ -1,0 +1,66 @@
+// Operations endpoints: service information, health with component checks, Prometheus metrics.
+import type { FastifyInstance } from 'fastify';
+import type { Registry } from '../../engine/registry.js';
+import { PACKAGE } from '../../version.js';
+
+export interface OpsRouteOptions {
+  registry: Registry;
+  registryId: string;
+  /** Where the data lives, with any password masked. */
+  storeTarget: string;
+  startedAt: number;
+}
+
+export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void {
+  const { registry } = options;
+
+  app.get('/', { schema: { hide: true } }, async () => ({
+    service: PACKAGE.name,
+    version: PACKAGE.version,
+    registry_id: options.registryId,
+    openapi: '/openapi.json',
+    health: '/health',
+    metrics: '/metrics',
+  }));
+
+  app.get('/health', { schema: { tags: ['ops'], summary: 'Health with component checks; 503 when the store is unreachable.' } }, async (_request, reply) => {
+    const started = performance.now();
+    let store: Record<string, unknown>;
+    try {
+      await registry.store.ping();
+      store = { status: 'healthy', dialect: registry.store.dialect, target: options.storeTarget, latency_ms: Math.round((performance.now() - started) * 100) / 100 };
+    } catch (error) {
+      store = { status: 'unhealthy', dialect: registry.store.dialect, target: options.storeTarget, error: (error as Error).message };
+    }
+    const tasks = registry.taskStates();
+    const tasksHealthy = Object.values(tasks).every((task) => task.running && task.lastError === null);
+    const status = store.status !== 'healthy' ? 'unhealthy' : tasksHealthy ? 'healthy' : 'degraded';
+    const counts = registry.view.countByStatus();
+    return reply.code(status === 'unhealthy' ? 503 : 200).send({
+      status,
+      registry_id: options.registryId,
+      version: PACKAGE.version,
+      timestamp: new Date().toISOString(),
+      uptime_seconds: Math.round((Date.now() - options.startedAt) / 1000),
+      topology_version: registry.view.version,
+      checks: {
+        store,
+        background_tasks: {
+          status: tasksHealthy ? 'healthy' : 'degraded',
+          write_queue_depth: registry.writeQueueDepth,
+          tasks: Object.fromEntries(Object.entries(tasks).map(([name, task]) => [name, {
+            running: task.running,
+            last_run_at: task.lastRunAt === null ? null : new Date(task.lastRunAt).toISOString(),
+            last_error: task.lastError,
+          }])),
+        },
+      },
+      nodes: counts,
+    });
+  });
+
+  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics.' } }, async (_request, reply) => {
+    const text = await registry.metrics.registry.metrics();
+    return reply.type(registry.metrics.registry.contentType).send(text);
+  });
+}

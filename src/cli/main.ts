@@ -1,0 +1,218 @@
+// The `rollcall` command line: serve, query, join as a node, and a demo fleet.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DagiAgent } from '../agent/dagi-agent.js';
+import { RollcallClient, type PresentedNode } from '../client/rollcall-client.js';
+import { loadConfig, type Config } from '../config/config.js';
+import { createLogger } from '../config/logger.js';
+import { isRollcallError } from '../domain/errors.js';
+import { NODE_STATUSES, type NodeStatus } from '../domain/node.js';
+import { startServer } from '../server.js';
+import { PACKAGE } from '../version.js';
+import { runDemo } from './demo.js';
+import { renderTable } from './table.js';
+
+const DEFAULT_REGISTRY_URL = 'http://127.0.0.1:9205';
+
+function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 0) throw new InvalidArgumentError('must be a positive number');
+  return number;
+}
+
+function port(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > 65535) throw new InvalidArgumentError('must be a port from 0 to 65535');
+  return number;
+}
+
+function registryUrlOption(): Option {
+  return new Option('--registry-url <url>', 'registry to talk to').env('ROLLCALL_URL').default(DEFAULT_REGISTRY_URL);
+}
+
+/** Runs until SIGTERM/SIGINT, then `stop`; a second signal exits at once. */
+function untilSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    stop(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`rollcall: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+function formatAge(iso: string): string {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (seconds < 120) return `${seconds}s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
+  return `${Math.round(seconds / 3600)}h ago`;
+}
+
+function nodeRow(node: PresentedNode): string[] {
+  return [node.node_id, node.namespace, node.node_type, node.role ?? '', node.status, node.health_status, node.node_version, node.labels.join(','), formatAge(node.last_heartbeat)];
+}
+
+export function buildProgram(): Command {
+  const program = new Command('rollcall')
+    .description('A node registry: nodes announce what they can do; rollcall keeps it durable, fresh and queryable.')
+    .version(PACKAGE.version)
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('Run the registry (embedded database by default, PostgreSQL with --database-url)')
+    .option('--host <host>', 'address to listen on (env ROLLCALL_HOST, default 127.0.0.1)')
+    .option('--port <port>', 'HTTP port (env ROLLCALL_PORT, default 9205)', port)
+    .option('--data-dir <dir>', 'folder of the embedded database (env ROLLCALL_DATA_DIR, default .rollcall/data)')
+    .option('--database-url <url>', 'PostgreSQL URL (env ROLLCALL_DATABASE_URL, DATABASE_URL or POSTGRES_HOST/PORT/DB/USER/PASSWORD)')
+    .option('--config <file>', 'JSON config file (env ROLLCALL_CONFIG)')
+    .option('--lease-ttl <seconds>', 'default node lease (env ROLLCALL_LEASE_TTL_SECONDS, default 90)', positiveNumber)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env ROLLCALL_LOG_LEVEL)')
+    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string }) => {
+      const config: Config = loadConfig({
+        ...(options.config ? { file: options.config } : {}),
+        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel },
+      });
+      const logger = createLogger(config.logLevel);
+      const server = await startServer(config, logger);
+      process.stderr.write(`rollcall ${PACKAGE.version} serving ${server.url} (${config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`})\n`);
+      untilSignal(async (signal) => {
+        logger.info({ signal }, 'stopping');
+        await server.stop();
+      });
+    });
+
+  program
+    .command('nodes')
+    .description('List nodes')
+    .addOption(registryUrlOption())
+    .option('--role <role>', 'only this role')
+    .option('--label <labels>', 'only nodes with all these labels (comma-separated)')
+    .option('--status <statuses>', `only these statuses (${NODE_STATUSES.join(', ')})`)
+    .option('--type <node_type>', 'only this node type')
+    .option('--namespace <namespace>', 'only this namespace')
+    .option('--capability <json>', 'capabilities containing this JSON, e.g. \'{"gpu":true}\'')
+    .option('--version-range <range>', 'node versions in this semver range, e.g. ">=1.2.0"')
+    .option('--json', 'print JSON for scripts')
+    .action(async (options: { registryUrl: string; role?: string; label?: string; status?: string; type?: string; namespace?: string; capability?: string; versionRange?: string; json?: boolean }) => {
+      const client = new RollcallClient(options.registryUrl);
+      let capability: Record<string, never> | undefined;
+      if (options.capability !== undefined) {
+        try {
+          capability = JSON.parse(options.capability) as Record<string, never>;
+        } catch {
+          throw new InvalidArgumentError('--capability must be a JSON object');
+        }
+      }
+      const nodes = await client.listAllNodes({
+        ...(options.role ? { role: options.role } : {}),
+        ...(options.label ? { labels: options.label.split(',') } : {}),
+        ...(options.status ? { status: options.status.split(',') as NodeStatus[] } : {}),
+        ...(options.type ? { node_type: options.type } : {}),
+        ...(options.namespace ? { namespace: options.namespace } : {}),
+        ...(capability ? { capability } : {}),
+        ...(options.versionRange ? { version: options.versionRange } : {}),
+      });
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(renderTable(['NODE_ID', 'NAMESPACE', 'TYPE', 'ROLE', 'STATUS', 'HEALTH', 'VERSION', 'LABELS', 'LAST_HEARTBEAT'], nodes.map(nodeRow)));
+      process.stdout.write(`${nodes.length} node${nodes.length === 1 ? '' : 's'}\n`);
+    });
+
+  program
+    .command('node <node_id>')
+    .description('Show one node')
+    .addOption(registryUrlOption())
+    .option('--namespace <namespace>', 'namespace of the node')
+    .option('--json', 'print JSON for scripts')
+    .action(async (nodeId: string, options: { registryUrl: string; namespace?: string; json?: boolean }) => {
+      const node = await new RollcallClient(options.registryUrl).getNode(nodeId, options.namespace);
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(node, null, 2)}\n`);
+        return;
+      }
+      const rows: string[][] = [
+        ['node_id', node.node_id], ['namespace', node.namespace], ['node_type', node.node_type], ['node_version', node.node_version],
+        ['role', node.role ?? ''], ['labels', node.labels.join(',')], ['hostname', node.hostname ?? ''], ['ip', node.ip ?? ''],
+        ['status', node.status], ['health', node.health_status], ['incarnation', String(node.incarnation)],
+        ['registered_at', node.registered_at], ['last_heartbeat', `${node.last_heartbeat} (${formatAge(node.last_heartbeat)})`],
+        ['lease_expires_at', node.lease_expires_at ?? '-'], ['removal_reason', node.removal_reason ?? '-'],
+        ['capabilities', JSON.stringify(node.capabilities)], ['endpoints', JSON.stringify(node.endpoints)], ['metadata', JSON.stringify(node.metadata)],
+      ];
+      process.stdout.write(renderTable(['FIELD', 'VALUE'], rows));
+    });
+
+  program
+    .command('deregister <node_id>')
+    .description('Remove a node now (tombstone)')
+    .addOption(registryUrlOption())
+    .option('--namespace <namespace>', 'namespace of the node')
+    .option('--reason <reason>', 'removal reason', 'manual_deregistration')
+    .action(async (nodeId: string, options: { registryUrl: string; namespace?: string; reason: string }) => {
+      const result = await new RollcallClient(options.registryUrl).deregister(nodeId, { reason: options.reason, ...(options.namespace ? { namespace: options.namespace } : {}) });
+      process.stdout.write(`${nodeId}: ${result.status}${result.changed ? '' : ' (already)'}\n`);
+    });
+
+  program
+    .command('join')
+    .description('Register this machine as a node, heartbeat until stopped, leave with a tombstone')
+    .addOption(registryUrlOption())
+    .requiredOption('--role <role>', 'role of this node, e.g. production-router')
+    .option('--labels <labels>', 'comma-separated labels, e.g. router,gateway', '')
+    .option('--namespace <namespace>', 'namespace to join')
+    .option('--ttl <seconds>', 'lease: offline this long after the last heartbeat', positiveNumber, 90)
+    .option('--interval <seconds>', 'heartbeat interval', positiveNumber, 30)
+    .option('--node-id-file <file>', 'where the node_id is kept (default /etc/rollcall/node_id, else ~/.config/rollcall/node_id)')
+    .option('--hostname <name>', 'hostname to announce (default: detected)')
+    .option('--ip <address>', 'IP address to announce (default: detected)')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (options: { registryUrl: string; role: string; labels: string; namespace?: string; ttl: number; interval: number; nodeIdFile?: string; hostname?: string; ip?: string; logLevel: string }) => {
+      const logger = createLogger(options.logLevel);
+      const agent = new DagiAgent({
+        registryUrl: options.registryUrl,
+        role: options.role,
+        labels: options.labels.split(',').map((label) => label.trim()).filter(Boolean),
+        ttlSeconds: options.ttl,
+        intervalSeconds: options.interval,
+        logger,
+        ...(options.namespace ? { namespace: options.namespace } : {}),
+        ...(options.nodeIdFile ? { nodeIdFile: options.nodeIdFile } : {}),
+        ...(options.hostname ? { hostname: options.hostname } : {}),
+        ...(options.ip ? { ip: options.ip } : {}),
+      });
+      untilSignal(async () => agent.stop('graceful_shutdown'));
+      const nodeId = await agent.start();
+      process.stdout.write(`joined ${options.registryUrl} as ${nodeId}\n`);
+    });
+
+  program
+    .command('demo')
+    .description('Start a simulated fleet against a registry, so you can watch rollcall at work')
+    .addOption(registryUrlOption())
+    .option('--nodes <count>', 'fleet size', positiveNumber, 20)
+    .option('--interval <seconds>', 'heartbeat interval of each simulated node', positiveNumber, 5)
+    .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)', positiveNumber)
+    .action(async (options: { registryUrl: string; nodes: number; interval: number; duration?: number }) => {
+      await runDemo({ registryUrl: options.registryUrl, nodes: Math.round(options.nodes), intervalSeconds: options.interval, ...(options.duration ? { durationSeconds: options.duration } : {}) });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    const message = isRollcallError(error) ? `${error.code}: ${error.message}` : (error as Error).message;
+    process.stderr.write(`rollcall: ${message}\n`);
+    process.exitCode = 1;
+  }
+}

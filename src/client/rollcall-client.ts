@@ -1,0 +1,142 @@
+// The consumer SDK's HTTP client: typed calls to the REST API; failures are RollcallErrors by code.
+import { ERROR_CODES, RollcallError, type ErrorCode } from '../domain/errors.js';
+import type { JsonObject } from '../domain/json.js';
+import type { DagiRegistration, IntrospectionPayload, NodeRecord, NodeStatus, TopologyChange } from '../domain/node.js';
+
+export type PresentedNode = NodeRecord & { lease_expires_at: string | null };
+
+export interface ListNodesQuery {
+  namespace?: string;
+  role?: string;
+  labels?: string[];
+  status?: NodeStatus[];
+  node_type?: string;
+  capability?: JsonObject;
+  version?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface NodeList {
+  nodes: PresentedNode[];
+  count: number;
+  next_cursor: string | null;
+  topology_version: number;
+}
+
+export interface RegisterResponse {
+  node_id: string;
+  namespace: string;
+  status: NodeStatus;
+  outcome: 'added' | 'updated' | 'unchanged';
+  topology_version: number;
+  node: PresentedNode;
+}
+
+export interface ClientOptions {
+  /** Per-request timeout; default 10 s. */
+  timeoutMs?: number;
+}
+
+export class RollcallClient {
+  readonly baseUrl: string;
+  private readonly timeoutMs: number;
+
+  constructor(baseUrl: string, options: ClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      throw new RollcallError('REGISTRY_UNAVAILABLE', `Cannot reach the registry at ${this.baseUrl}: ${(cause as Error).message}`, { cause });
+    }
+    const text = await response.text();
+    let parsed: unknown = null;
+    try {
+      parsed = text.length > 0 ? JSON.parse(text) : null;
+    } catch {
+      parsed = null;
+    }
+    if (!response.ok) {
+      const problem = (parsed ?? {}) as { code?: string; detail?: string; details?: Record<string, unknown> };
+      const code: ErrorCode = problem.code !== undefined && problem.code in ERROR_CODES ? (problem.code as ErrorCode) : response.status >= 500 ? 'REGISTRY_UNAVAILABLE' : 'INTERNAL';
+      throw new RollcallError(code, problem.detail ?? `${method} ${path} answered ${response.status}`, problem.details ? { details: problem.details } : {});
+    }
+    return parsed as T;
+  }
+
+  register(body: DagiRegistration): Promise<RegisterResponse> {
+    return this.request('POST', '/api/v1/nodes/register', body);
+  }
+
+  introspect(payload: IntrospectionPayload | Record<string, unknown>): Promise<Record<string, unknown>> {
+    return this.request('POST', '/api/v1/introspection', payload);
+  }
+
+  heartbeat(body: { node_id: string; namespace?: string; incarnation?: number; health_status?: string; metrics?: JsonObject }): Promise<{ lease_expires_at: string }> {
+    return this.request('POST', '/api/v1/nodes/heartbeat', body);
+  }
+
+  deregister(nodeId: string, options: { namespace?: string; reason?: string; incarnation?: number } = {}): Promise<{ status: string; changed: boolean }> {
+    const query = new URLSearchParams();
+    if (options.namespace) query.set('namespace', options.namespace);
+    if (options.reason) query.set('reason', options.reason);
+    if (options.incarnation !== undefined) query.set('incarnation', String(options.incarnation));
+    return this.request('DELETE', `/api/v1/nodes/${encodeURIComponent(nodeId)}?${query.toString()}`);
+  }
+
+  getNode(nodeId: string, namespace?: string): Promise<PresentedNode> {
+    const query = namespace ? `?namespace=${encodeURIComponent(namespace)}` : '';
+    return this.request('GET', `/api/v1/nodes/${encodeURIComponent(nodeId)}${query}`);
+  }
+
+  listNodes(query: ListNodesQuery = {}): Promise<NodeList> {
+    const params = new URLSearchParams();
+    if (query.namespace) params.set('namespace', query.namespace);
+    if (query.role) params.set('role', query.role);
+    if (query.node_type) params.set('node_type', query.node_type);
+    if (query.labels?.length) params.set('label', query.labels.join(','));
+    if (query.status?.length) params.set('status', query.status.join(','));
+    if (query.capability) params.set('capability', JSON.stringify(query.capability));
+    if (query.version) params.set('version', query.version);
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    if (query.cursor) params.set('cursor', query.cursor);
+    return this.request('GET', `/api/v1/nodes?${params.toString()}`);
+  }
+
+  /** Every page of a query. */
+  async listAllNodes(query: Omit<ListNodesQuery, 'cursor'> = {}): Promise<PresentedNode[]> {
+    const nodes: PresentedNode[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.listNodes({ ...query, limit: query.limit ?? 1000, ...(cursor ? { cursor } : {}) });
+      nodes.push(...page.nodes);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    return nodes;
+  }
+
+  topology(namespace?: string): Promise<{ version: number; count: number; nodes: PresentedNode[] }> {
+    return this.request('GET', `/api/v1/topology${namespace ? `?namespace=${encodeURIComponent(namespace)}` : ''}`);
+  }
+
+  changes(since: number, options: { waitMs?: number; namespace?: string } = {}): Promise<{ version: number; changes: TopologyChange[] }> {
+    const params = new URLSearchParams({ since: String(since) });
+    if (options.waitMs) params.set('wait', `${options.waitMs}ms`);
+    if (options.namespace) params.set('namespace', options.namespace);
+    return this.request('GET', `/api/v1/topology/changes?${params.toString()}`, undefined, this.timeoutMs + (options.waitMs ?? 0));
+  }
+
+  health(): Promise<Record<string, unknown>> {
+    return this.request('GET', '/health');
+  }
+}

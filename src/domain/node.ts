@@ -1,0 +1,233 @@
+// The registry's model: a node's registration record, the changes that move it, and how both
+// registration shapes of the wire (OmniNode introspection, DAGI) become one registration.
+import { createHash, randomUUID } from 'node:crypto';
+import { canonicalJson, isJsonObject, type JsonObject } from './json.js';
+
+export const NODE_STATUSES = ['online', 'offline', 'removed'] as const;
+export type NodeStatus = (typeof NODE_STATUSES)[number];
+
+export const HEALTH_STATUSES = ['healthy', 'degraded', 'unhealthy', 'unknown'] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
+
+export const CHANGE_TYPES = ['added', 'updated', 'removed'] as const;
+export type ChangeType = (typeof CHANGE_TYPES)[number];
+
+/** Reasons a node leaves the topology; free-form reasons are accepted too. */
+export const REMOVAL_REASONS = ['graceful_shutdown', 'manual_deregistration', 'lease_expired'] as const;
+
+export const DEFAULT_NAMESPACE = 'default';
+
+/** The fields whose change makes a registration a write rather than a heartbeat. */
+export const CONTENT_FIELDS = [
+  'node_name',
+  'node_type',
+  'node_version',
+  'hostname',
+  'ip',
+  'role',
+  'labels',
+  'capabilities',
+  'endpoints',
+  'configuration',
+  'metadata',
+  'health_status',
+  'lease_ttl_ms',
+] as const;
+export type ContentField = (typeof CONTENT_FIELDS)[number];
+
+/** A registration as the engine accepts it, whatever shape it arrived in. */
+export interface Registration {
+  namespace: string;
+  node_id: string;
+  node_name: string | null;
+  node_type: string;
+  node_version: string;
+  hostname: string | null;
+  ip: string | null;
+  role: string | null;
+  labels: string[];
+  capabilities: JsonObject;
+  endpoints: JsonObject;
+  configuration: JsonObject;
+  /** Informational: stored when the registration is written, never a reason to write it. */
+  current_state: JsonObject;
+  metadata: JsonObject;
+  health_status: HealthStatus;
+  /** Grows with every start of the node; a lower one never overwrites a higher one. */
+  incarnation: number;
+  lease_ttl_ms: number;
+  /** Why the node announced itself (startup, capability_change, registry_request, …). */
+  reason: string;
+}
+
+/** A node as stored and served. Timestamps are ISO-8601 strings. */
+export interface NodeRecord extends Omit<Registration, 'reason'> {
+  status: NodeStatus;
+  content_hash: string;
+  registered_at: string;
+  updated_at: string;
+  last_heartbeat: string;
+  removed_at: string | null;
+  removal_reason: string | null;
+}
+
+/** One row of the topology log: what changed, under which version, and the record after it. */
+export interface TopologyChange {
+  version: number;
+  namespace: string;
+  node_id: string;
+  change_type: ChangeType;
+  changed_fields: string[];
+  reason: string;
+  changed_at: string;
+  node: NodeRecord;
+}
+
+export function nodeKey(namespace: string, nodeId: string): string {
+  return `${namespace}\u0000${nodeId}`;
+}
+
+export function contentHash(reg: Pick<Registration, ContentField | 'current_state'>): string {
+  const content: Record<string, unknown> = {};
+  for (const field of CONTENT_FIELDS) content[field] = reg[field];
+  // Of the volatile current state only the node's declared status is content.
+  content.state_status = reg.current_state.status ?? null;
+  return createHash('sha1').update(canonicalJson(content)).digest('base64url');
+}
+
+export function changedFields(before: NodeRecord, after: Registration | NodeRecord): string[] {
+  const fields: string[] = [];
+  for (const field of CONTENT_FIELDS) {
+    if (canonicalJson(before[field]) !== canonicalJson(after[field])) fields.push(field);
+  }
+  if ((before.current_state.status ?? null) !== (after.current_state.status ?? null)) fields.push('current_state');
+  if (before.incarnation !== after.incarnation) fields.push('incarnation');
+  return fields;
+}
+
+export interface RegistrationDefaults {
+  namespace?: string;
+  leaseTtlMs: number;
+  now?: () => number;
+}
+
+/** The seeds' OmniNode introspection payload (bare, or the payload of an OnexEnvelopeV1). */
+export interface IntrospectionPayload {
+  node_id: string;
+  node_name?: string;
+  node_type: string;
+  node_version?: string;
+  namespace?: string;
+  incarnation?: number;
+  lease_ttl_seconds?: number;
+  capabilities?: JsonObject;
+  endpoints?: JsonObject;
+  configuration?: JsonObject;
+  current_state?: JsonObject;
+  metadata?: JsonObject;
+  introspection_timestamp?: string;
+  introspection_version?: string;
+  reason?: string;
+}
+
+/** The DAGI registration body; node_id is generated when absent. */
+export interface DagiRegistration {
+  node_id?: string;
+  hostname: string;
+  ip?: string;
+  role: string;
+  labels?: string[];
+  metadata?: JsonObject;
+  namespace?: string;
+  node_type?: string;
+  node_version?: string;
+  capabilities?: JsonObject;
+  endpoints?: JsonObject;
+  incarnation?: number;
+  lease_ttl_seconds?: number;
+  health_status?: HealthStatus;
+}
+
+function stringIn(obj: JsonObject | undefined, key: string): string | null {
+  const value = obj?.[key];
+  return typeof value === 'string' ? value : null;
+}
+
+function healthOf(value: unknown): HealthStatus {
+  const text = typeof value === 'string' ? value.toLowerCase() : '';
+  return (HEALTH_STATUSES as readonly string[]).includes(text) ? (text as HealthStatus) : 'unknown';
+}
+
+function labelsIn(obj: JsonObject | undefined): string[] {
+  const value = obj?.labels;
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function ttlMs(seconds: number | undefined, metadata: JsonObject | undefined, fallbackMs: number): number {
+  const fromMetadata = metadata?.lease_ttl_seconds;
+  const value = seconds ?? (typeof fromMetadata === 'number' ? fromMetadata : undefined);
+  return value === undefined ? fallbackMs : Math.round(value * 1000);
+}
+
+export function fromIntrospection(payload: IntrospectionPayload, defaults: RegistrationDefaults): Registration {
+  const metadata = payload.metadata ?? {};
+  const currentState = payload.current_state ?? {};
+  const incarnationInMetadata = metadata.incarnation;
+  return {
+    namespace: payload.namespace ?? stringIn(metadata, 'namespace') ?? defaults.namespace ?? DEFAULT_NAMESPACE,
+    node_id: payload.node_id,
+    node_name: payload.node_name ?? null,
+    node_type: payload.node_type,
+    node_version: payload.node_version ?? '0.0.0',
+    hostname: stringIn(metadata, 'hostname'),
+    ip: stringIn(metadata, 'ip'),
+    role: stringIn(metadata, 'role'),
+    labels: labelsIn(metadata),
+    capabilities: payload.capabilities ?? {},
+    endpoints: payload.endpoints ?? {},
+    configuration: payload.configuration ?? {},
+    current_state: currentState,
+    metadata,
+    health_status: healthOf(currentState.health_status),
+    incarnation: payload.incarnation ?? (typeof incarnationInMetadata === 'number' ? incarnationInMetadata : 0),
+    lease_ttl_ms: ttlMs(payload.lease_ttl_seconds, metadata, defaults.leaseTtlMs),
+    reason: payload.reason ?? stringIn(metadata, 'reason') ?? 'introspection',
+  };
+}
+
+export function fromDagi(body: DagiRegistration, defaults: RegistrationDefaults): Registration {
+  const metadata = body.metadata ?? {};
+  return {
+    namespace: body.namespace ?? defaults.namespace ?? DEFAULT_NAMESPACE,
+    node_id: body.node_id ?? `node-${randomUUID()}`,
+    node_name: body.hostname,
+    node_type: body.node_type ?? 'node',
+    node_version: body.node_version ?? stringIn(metadata, 'version') ?? '0.0.0',
+    hostname: body.hostname,
+    ip: body.ip ?? null,
+    role: body.role,
+    labels: body.labels ?? [],
+    capabilities: body.capabilities ?? {},
+    endpoints: body.endpoints ?? {},
+    configuration: {},
+    current_state: {},
+    metadata,
+    health_status: body.health_status ?? 'healthy',
+    incarnation: body.incarnation ?? 0,
+    lease_ttl_ms: ttlMs(body.lease_ttl_seconds, metadata, defaults.leaseTtlMs),
+    reason: 'registration',
+  };
+}
+
+/** Registration fields copied onto a record, leaving bookkeeping to the caller. */
+export function recordFrom(
+  reg: Registration,
+  bookkeeping: Pick<NodeRecord, 'status' | 'registered_at' | 'updated_at' | 'last_heartbeat' | 'removed_at' | 'removal_reason'>,
+): NodeRecord {
+  const { reason: _reason, ...fields } = reg;
+  return { ...fields, content_hash: contentHash(reg), ...bookkeeping };
+}
+
+export function isNodeRecord(value: unknown): value is NodeRecord {
+  return isJsonObject(value) && typeof value.node_id === 'string' && typeof value.namespace === 'string';
+}

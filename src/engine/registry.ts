@@ -1,0 +1,428 @@
+// The registry engine: registrations, heartbeats, leases and deregistrations, turned into durable
+// records and topology changes; reads are served from the live view it keeps current.
+import type { Logger } from 'pino';
+import { RollcallError } from '../domain/errors.js';
+import type { JsonObject } from '../domain/json.js';
+import { contentHash, nodeKey, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
+import { LIMITS } from '../domain/schemas.js';
+import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome } from '../store/store.js';
+import { LiveView, type NodeQuery } from './live-view.js';
+import { RegistryMetrics } from './registry-metrics.js';
+import { WriteQueue } from './write-queue.js';
+
+export interface RegistryOptions {
+  store: Store;
+  logger: Logger;
+  leaseTtlMs: number;
+  heartbeatFlushMs: number;
+  sweepIntervalMs: number;
+  /** Offline and removed records are purged this long after they left. */
+  retentionMs: number;
+  cleanupIntervalMs: number;
+  changeRetentionMs: number;
+  heartbeatHistory: boolean;
+  heartbeatHistoryMs: number;
+  maxBatch: number;
+  now?: () => number;
+}
+
+export interface RegisterResult {
+  outcome: 'added' | 'updated' | 'unchanged';
+  node: NodeRecord;
+  /** Topology version that includes this registration. */
+  version: number;
+  change: TopologyChange | null;
+}
+
+export interface HeartbeatInput {
+  namespace: string;
+  node_id: string;
+  incarnation?: number;
+  health_status?: HealthStatus;
+  status?: string;
+  metrics?: JsonObject;
+}
+
+export interface HeartbeatResult {
+  node_id: string;
+  namespace: string;
+  status: 'online';
+  last_heartbeat: string;
+  lease_expires_at: string;
+}
+
+export interface DeregisterResult {
+  node: NodeRecord;
+  change: TopologyChange | null;
+  version: number;
+}
+
+interface TaskState {
+  running: boolean;
+  lastRunAt: number | null;
+  lastError: string | null;
+}
+
+export class Registry {
+  readonly view = new LiveView();
+  readonly metrics: RegistryMetrics;
+  private readonly queue: WriteQueue;
+  private readonly pendingRenewals = new Map<string, LeaseRenewal>();
+  private pendingHistory: HeartbeatLogEntry[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly tasks: Record<'heartbeat_flusher' | 'lease_sweeper' | 'cleanup' | 'live_view_tail', TaskState> = {
+    heartbeat_flusher: { running: false, lastRunAt: null, lastError: null },
+    lease_sweeper: { running: false, lastRunAt: null, lastError: null },
+    cleanup: { running: false, lastRunAt: null, lastError: null },
+    live_view_tail: { running: false, lastRunAt: null, lastError: null },
+  };
+  private unwatch: (() => Promise<void>) | null = null;
+  private catchingUp: Promise<void> | null = null;
+  private catchUpAgain = false;
+  private sweeperSince: number | null = null;
+  private stopping = false;
+  private readonly now: () => number;
+  private readonly log: Logger;
+
+  constructor(private readonly options: RegistryOptions) {
+    this.now = options.now ?? Date.now;
+    this.log = options.logger.child({ component: 'engine' });
+    this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
+    this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, (size) => this.metrics.writeBatchSize.observe(size));
+  }
+
+  get store(): Store {
+    return this.options.store;
+  }
+
+  /** Loads the live view, starts tailing the topology log and the background duties. */
+  async start(): Promise<void> {
+    const loaded = await this.options.store.loadNodes();
+    this.view.load(loaded.nodes, loaded.version);
+    this.log.info({ nodes: loaded.nodes.length, version: loaded.version }, 'live view loaded');
+    this.unwatch = await this.options.store.watchVersions((version) => {
+      if (version > this.view.version) this.scheduleCatchUp();
+    });
+    this.tasks.live_view_tail.running = true;
+    this.every(this.options.heartbeatFlushMs, 'heartbeat_flusher', () => this.flushHeartbeats());
+    this.every(this.options.sweepIntervalMs, 'lease_sweeper', () => this.sweep());
+    this.every(this.options.cleanupIntervalMs, 'cleanup', () => this.cleanup());
+    // A missed NOTIFY (connection blip) must not leave the view behind for long.
+    this.every(Math.max(this.options.sweepIntervalMs, 1000), 'live_view_tail', () => this.catchUp());
+  }
+
+  private every(intervalMs: number, task: keyof Registry['tasks'], run: () => Promise<unknown>): void {
+    let busy = false;
+    const state = this.tasks[task];
+    state.running = true;
+    const timer = setInterval(() => {
+      if (busy || this.stopping) return;
+      busy = true;
+      run()
+        .then(() => {
+          state.lastError = null;
+        })
+        .catch((error: unknown) => {
+          state.lastError = (error as Error).message;
+          this.log.warn({ err: error, task }, 'background task failed');
+        })
+        .finally(() => {
+          state.lastRunAt = this.now();
+          busy = false;
+        });
+    }, intervalMs);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  taskStates(): Record<string, TaskState> {
+    return this.tasks;
+  }
+
+  get writeQueueDepth(): number {
+    return this.queue.depth;
+  }
+
+  async register(registration: Registration): Promise<RegisterResult> {
+    const started = process.hrtime.bigint();
+    try {
+      const result = await this.registerUntimed(registration);
+      this.metrics.registrations.inc({ outcome: result.outcome });
+      this.metrics.registrationsSucceeded.inc();
+      return result;
+    } catch (error) {
+      const code = error instanceof RollcallError ? error.code : 'INTERNAL';
+      this.metrics.registrations.inc({ outcome: error instanceof RollcallError && error.status < 500 ? 'rejected' : 'failed' });
+      this.metrics.registrationsFailed.inc({ code });
+      throw error;
+    } finally {
+      this.metrics.registrationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
+  private async registerUntimed(registration: Registration): Promise<RegisterResult> {
+    this.assertRunning();
+    checkDocumentSizes(registration);
+    const live = this.view.get(registration.namespace, registration.node_id);
+    if (live && registration.incarnation < live.incarnation) throw staleIncarnation(registration.node_id, registration.incarnation, live.incarnation);
+    if (live?.status === 'online' && live.incarnation === registration.incarnation && live.content_hash === contentHash(registration)) {
+      // Nothing changed: this announcement is a heartbeat.
+      this.renew(live);
+      return { outcome: 'unchanged', node: live, version: this.view.version, change: null };
+    }
+    const outcome = await this.queue.submit({ kind: 'register', registration });
+    switch (outcome.status) {
+      case 'rejected':
+        throw outcome.error;
+      case 'unchanged':
+        this.renew(outcome.node);
+        return { outcome: 'unchanged', node: outcome.node, version: this.view.version, change: null };
+      case 'changed':
+        return { outcome: outcome.change.change_type === 'added' ? 'added' : 'updated', node: outcome.change.node, version: outcome.change.version, change: outcome.change };
+    }
+  }
+
+  /** Renews a lease in memory; the store learns of it at the next flush. */
+  heartbeat(input: HeartbeatInput): HeartbeatResult | Promise<HeartbeatResult> {
+    this.assertRunning();
+    const live = this.view.get(input.namespace, input.node_id);
+    if (!live || live.status === 'removed') {
+      this.metrics.heartbeats.inc({ outcome: 'unknown_node' });
+      throw new RollcallError('NODE_NOT_FOUND', `Node ${input.node_id} is not registered in namespace ${input.namespace}.`, {
+        details: { node_id: input.node_id, namespace: input.namespace },
+      });
+    }
+    if (input.incarnation !== undefined && input.incarnation < live.incarnation) {
+      this.metrics.heartbeats.inc({ outcome: 'stale' });
+      throw staleIncarnation(input.node_id, input.incarnation, live.incarnation);
+    }
+    if (live.status !== 'online' || (input.incarnation !== undefined && input.incarnation > live.incarnation)) {
+      this.metrics.heartbeats.inc({ outcome: 'registration_required' });
+      throw new RollcallError(
+        'REGISTRATION_REQUIRED',
+        live.status !== 'online'
+          ? `Node ${input.node_id} is ${live.status} (${live.removal_reason ?? 'unknown reason'}); register it again.`
+          : `Node ${input.node_id} restarted (incarnation ${input.incarnation}); register the new incarnation first.`,
+        { details: { node_id: input.node_id, status: live.status, current_incarnation: live.incarnation } },
+      );
+    }
+    this.metrics.heartbeats.inc({ outcome: 'renewed' });
+    if (this.options.heartbeatHistory) {
+      this.pendingHistory.push({ namespace: live.namespace, node_id: live.node_id, atMs: this.now(), status: input.status ?? input.health_status ?? null, metrics: input.metrics ?? {} });
+    }
+    if (input.health_status !== undefined && input.health_status !== live.health_status) {
+      // A health change is content: write it, which renews the lease too.
+      const { status: _s, content_hash: _h, registered_at: _r, updated_at: _u, last_heartbeat: _l, removed_at: _ra, removal_reason: _rr, ...fields } = live;
+      return this.register({ ...fields, health_status: input.health_status, reason: 'health_change' }).then((result) => this.heartbeatResult(result.node));
+    }
+    this.renew(live);
+    return this.heartbeatResult(live);
+  }
+
+  private heartbeatResult(node: NodeRecord): HeartbeatResult {
+    return {
+      node_id: node.node_id,
+      namespace: node.namespace,
+      status: 'online',
+      last_heartbeat: node.last_heartbeat,
+      lease_expires_at: new Date(Date.parse(node.last_heartbeat) + node.lease_ttl_ms).toISOString(),
+    };
+  }
+
+  private renew(node: NodeRecord): void {
+    const atMs = this.now();
+    node.last_heartbeat = new Date(atMs).toISOString();
+    this.pendingRenewals.set(nodeKey(node.namespace, node.node_id), { namespace: node.namespace, node_id: node.node_id, incarnation: node.incarnation, atMs });
+  }
+
+  async deregister(namespace: string, nodeId: string, reason: string, incarnation?: number): Promise<DeregisterResult> {
+    this.assertRunning();
+    const write: NodeWrite = incarnation === undefined
+      ? { kind: 'deregister', namespace, node_id: nodeId, reason }
+      : { kind: 'deregister', namespace, node_id: nodeId, reason, incarnation };
+    const outcome = await this.queue.submit(write);
+    switch (outcome.status) {
+      case 'rejected':
+        throw outcome.error;
+      case 'unchanged':
+        return { node: outcome.node, change: null, version: this.view.version };
+      case 'changed':
+        this.pendingRenewals.delete(nodeKey(namespace, nodeId));
+        return { node: outcome.change.node, change: outcome.change, version: outcome.change.version };
+    }
+  }
+
+  get(namespace: string, nodeId: string): NodeRecord {
+    const node = this.view.get(namespace, nodeId);
+    if (!node) {
+      throw new RollcallError('NODE_NOT_FOUND', `Node ${nodeId} is not registered in namespace ${namespace}.`, { details: { node_id: nodeId, namespace } });
+    }
+    return node;
+  }
+
+  list(query: NodeQuery): ReturnType<LiveView['query']> {
+    return this.view.query(query);
+  }
+
+  /** Changes after `version`, from memory when the window reaches back, else from the store. */
+  async changesSince(version: number, limit: number): Promise<TopologyChange[]> {
+    const recent = this.view.recentSince(version);
+    if (recent !== null) return recent.slice(0, limit);
+    const page = await this.options.store.changesSince(version, limit);
+    if (version < page.prunedThrough) {
+      throw new RollcallError('VERSION_GONE', `Topology version ${version} is older than the retained changes (from ${page.prunedThrough + 1}); resync from the snapshot.`, {
+        details: { since: version, oldest_retained: page.prunedThrough + 1, current: this.view.version },
+      });
+    }
+    return page.changes;
+  }
+
+  private async commit(writes: NodeWrite[]): Promise<WriteOutcome[]> {
+    const outcomes = await this.options.store.applyWrites(writes, this.now());
+    const changes: TopologyChange[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.status !== 'changed') continue;
+      changes.push(outcome.change);
+      this.metrics.changes.inc({ change_type: outcome.change.change_type, reason: outcome.change.reason });
+    }
+    // Acknowledge only once the live view shows the write: a client reads what it wrote.
+    if (!this.view.apply(changes)) await this.catchUp();
+    return outcomes;
+  }
+
+  private scheduleCatchUp(): void {
+    this.catchUp().catch((error: unknown) => {
+      this.tasks.live_view_tail.lastError = (error as Error).message;
+      this.log.warn({ err: error }, 'live view catch-up failed');
+    });
+  }
+
+  /** Brings the live view up to the store's version; concurrent callers share one run. */
+  catchUp(): Promise<void> {
+    if (this.catchingUp) {
+      this.catchUpAgain = true;
+      return this.catchingUp;
+    }
+    this.catchingUp = (async () => {
+      try {
+        do {
+          this.catchUpAgain = false;
+          for (;;) {
+            const page = await this.options.store.changesSince(this.view.version, 1000);
+            if (this.view.version < page.prunedThrough) {
+              const loaded = await this.options.store.loadNodes();
+              this.view.load(loaded.nodes, loaded.version);
+              continue;
+            }
+            if (page.changes.length === 0) break;
+            if (!this.view.apply(page.changes)) throw new Error(`topology log has a gap after version ${this.view.version}`);
+          }
+        } while (this.catchUpAgain);
+        this.tasks.live_view_tail.lastRunAt = this.now();
+        this.tasks.live_view_tail.lastError = null;
+      } finally {
+        this.catchingUp = null;
+      }
+    })();
+    return this.catchingUp;
+  }
+
+  /** Writes the lease renewals gathered since the last flush in one statement. */
+  async flushHeartbeats(): Promise<number> {
+    const history = this.pendingHistory;
+    this.pendingHistory = [];
+    if (history.length > 0) await this.options.store.recordHeartbeats(history);
+    if (this.pendingRenewals.size === 0) return 0;
+    const renewals = [...this.pendingRenewals.values()];
+    this.pendingRenewals.clear();
+    try {
+      const renewed = await this.options.store.renewLeases(renewals);
+      this.metrics.heartbeatFlushes.inc();
+      return renewed;
+    } catch (error) {
+      // Keep what was not written, unless a newer renewal of the same node arrived meanwhile.
+      for (const renewal of renewals) {
+        const key = nodeKey(renewal.namespace, renewal.node_id);
+        if (!this.pendingRenewals.has(key)) this.pendingRenewals.set(key, renewal);
+      }
+      throw error;
+    }
+  }
+
+  /** Takes nodes whose lease lapsed offline. Only the holder of the sweeper duty does it. */
+  async sweep(): Promise<number> {
+    if (!(await this.options.store.holdsDuty('sweeper'))) {
+      this.sweeperSince = null;
+      return 0;
+    }
+    const now = this.now();
+    // A new sweeper gives every lease one full TTL from now: heartbeats sent while no sweeper ran
+    // (or held in another instance's memory) must not count against the node.
+    this.sweeperSince ??= now;
+    await this.flushHeartbeats();
+    let expired = 0;
+    for (;;) {
+      const candidates = await this.options.store.findExpired(now, this.sweeperSince, this.options.maxBatch);
+      if (candidates.length === 0) break;
+      const outcomes = await Promise.all(
+        candidates.map((candidate) => this.queue.submit({ kind: 'expire', ...candidate, graceFromMs: this.sweeperSince ?? now })),
+      );
+      const changed = outcomes.filter((outcome) => outcome.status === 'changed').length;
+      expired += changed;
+      if (changed === 0 || candidates.length < this.options.maxBatch) break;
+    }
+    if (expired > 0) this.log.info({ expired }, 'leases expired');
+    return expired;
+  }
+
+  /** Purges records, changes and heartbeat history past their retention. */
+  async cleanup(): Promise<void> {
+    const now = this.now();
+    this.view.purge(now - this.options.retentionMs);
+    if (!(await this.options.store.holdsDuty('sweeper'))) return;
+    const purged = await this.options.store.purgeRemoved(now - this.options.retentionMs);
+    const pruned = await this.options.store.pruneChanges(now - this.options.changeRetentionMs);
+    const history = this.options.heartbeatHistory ? await this.options.store.pruneHeartbeats(now - this.options.heartbeatHistoryMs) : 0;
+    if (purged + pruned + history > 0) this.log.info({ purged, pruned, history }, 'cleanup done');
+  }
+
+  private assertRunning(): void {
+    if (this.stopping) throw new RollcallError('SHUTTING_DOWN', 'The registry is shutting down.');
+  }
+
+  /** Stops background work and writes what is pending; the store stays open for the caller to close. */
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers.length = 0;
+    await this.queue.idle();
+    this.stopping = true;
+    await this.flushHeartbeats().catch((error: unknown) => this.log.warn({ err: error }, 'final heartbeat flush failed'));
+    if (this.unwatch) await this.unwatch().catch(() => undefined);
+    this.unwatch = null;
+    for (const task of Object.values(this.tasks)) task.running = false;
+  }
+
+  /** Lets the caller write its final deregistrations before stop(). */
+  get acceptingWrites(): boolean {
+    return !this.stopping;
+  }
+}
+
+function staleIncarnation(nodeId: string, incarnation: number, current: number): RollcallError {
+  return new RollcallError('STALE_INCARNATION', `Node ${nodeId} incarnation ${incarnation} is older than the registered incarnation ${current}.`, {
+    details: { node_id: nodeId, incarnation, current_incarnation: current },
+  });
+}
+
+const DOCUMENT_FIELDS = ['capabilities', 'endpoints', 'configuration', 'current_state', 'metadata'] as const;
+
+function checkDocumentSizes(registration: Registration): void {
+  for (const field of DOCUMENT_FIELDS) {
+    const size = Buffer.byteLength(JSON.stringify(registration[field]));
+    if (size > LIMITS.documentBytes) {
+      throw new RollcallError('VALIDATION_FAILED', `Field ${field} is ${size} bytes; the limit is ${LIMITS.documentBytes}.`, {
+        details: { field, size, limit: LIMITS.documentBytes },
+      });
+    }
+  }
+}

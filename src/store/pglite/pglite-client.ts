@@ -1,0 +1,48 @@
+// SqlClient over PGlite, the embedded PostgreSQL: one in-process database, kept in a folder.
+import { PGlite } from '@electric-sql/pglite';
+import type { QueryResult, SqlClient, SqlExecutor } from '../sql-client.js';
+
+export class PgliteClient implements SqlClient {
+  readonly dialect = 'pglite' as const;
+  private constructor(private readonly db: PGlite) {}
+
+  /** Opens (creating when absent) the database in `dataDir`; in memory when it is undefined. */
+  static async open(dataDir: string | undefined): Promise<PgliteClient> {
+    const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
+    await db.waitReady;
+    return new PgliteClient(db);
+  }
+
+  async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
+    const result = await this.db.query<Row>(text, params);
+    return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+  }
+
+  async transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.db.transaction(async (tx) =>
+      work({
+        query: async <Row>(text: string, params?: unknown[]) => {
+          const result = await tx.query<Row>(text, params);
+          return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+        },
+      }),
+    );
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.db.exec(script);
+  }
+
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
+    return this.db.listen(channel, onNotify);
+  }
+
+  /** One process owns the embedded database, so it holds every singleton duty. */
+  tryAdvisoryLock(_key: number): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  async close(): Promise<void> {
+    if (!this.db.closed) await this.db.close();
+  }
+}

@@ -1,0 +1,32 @@
+// The small driver interface both database adapters implement; every query is written once above it.
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+export interface SqlExecutor {
+  query<Row = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<Row>>;
+}
+
+export interface SqlClient extends SqlExecutor {
+  /** Runs `work` in one transaction on one connection; rolls back when it throws. */
+  transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements (migrations). */
+  exec(script: string): Promise<void>;
+  /** Called with the payload of every NOTIFY on `channel`; returns an unsubscribe function. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  /** Holds a session-level advisory lock on a dedicated connection while it returns true. */
+  tryAdvisoryLock(key: number): Promise<boolean>;
+  close(): Promise<void>;
+  readonly dialect: 'postgres' | 'pglite';
+}
+
+/** SQLSTATEs rollcall branches on. */
+export const SQLSTATE = {
+  UNIQUE_VIOLATION: '23505',
+  UNDEFINED_TABLE: '42P01',
+  SERIALIZATION_FAILURE: '40001',
+  DEADLOCK_DETECTED: '40P01',
+  INVALID_CATALOG_NAME: '3D000',
+} as const;

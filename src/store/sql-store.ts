@@ -1,0 +1,495 @@
+// The Store written once in SQL, over either driver (node-postgres or PGlite).
+import { RollcallError } from '../domain/errors.js';
+import type { JsonObject } from '../domain/json.js';
+import {
+  changedFields,
+  contentHash,
+  nodeKey,
+  recordFrom,
+  type ChangeType,
+  type NodeRecord,
+  type TopologyChange,
+} from '../domain/node.js';
+import { migrate } from './migrate.js';
+import type { SqlClient, SqlExecutor } from './sql-client.js';
+import type {
+  ChangesPage,
+  ExpiryCandidate,
+  HeartbeatLogEntry,
+  LeaseRenewal,
+  NodeWrite,
+  Profile,
+  Store,
+  WriteOutcome,
+} from './store.js';
+
+const NOTIFY_CHANNEL = 'rollcall_topology';
+const DUTY_LOCK_KEYS = { sweeper: 0x72630001 } as const;
+
+const RECORD_COLUMNS = `namespace, node_id, node_name, node_type, node_version, hostname, ip, role, labels,
+  capabilities, endpoints, configuration, current_state, metadata, health_status, status, incarnation,
+  lease_ttl_ms, content_hash, registered_at, updated_at, last_heartbeat, removed_at, removal_reason`;
+
+interface NodeRow {
+  namespace: string;
+  node_id: string;
+  node_name: string | null;
+  node_type: string;
+  node_version: string;
+  hostname: string | null;
+  ip: string | null;
+  role: string | null;
+  labels: string[];
+  capabilities: JsonObject;
+  endpoints: JsonObject;
+  configuration: JsonObject;
+  current_state: JsonObject;
+  metadata: JsonObject;
+  health_status: string;
+  status: string;
+  incarnation: string | number;
+  lease_ttl_ms: number;
+  content_hash: string;
+  registered_at: Date | string;
+  updated_at: Date | string;
+  last_heartbeat: Date | string;
+  removed_at: Date | string | null;
+  removal_reason: string | null;
+  lease_heartbeat_ms?: number | string | null;
+}
+
+function iso(value: Date | string): string {
+  return (value instanceof Date ? value : new Date(value)).toISOString();
+}
+
+function toRecord(row: NodeRow): NodeRecord {
+  const leaseMs = row.lease_heartbeat_ms == null ? null : Number(row.lease_heartbeat_ms);
+  const lastHeartbeat = iso(row.last_heartbeat);
+  return {
+    namespace: row.namespace,
+    node_id: row.node_id,
+    node_name: row.node_name,
+    node_type: row.node_type,
+    node_version: row.node_version,
+    hostname: row.hostname,
+    ip: row.ip,
+    role: row.role,
+    labels: row.labels,
+    capabilities: row.capabilities,
+    endpoints: row.endpoints,
+    configuration: row.configuration,
+    current_state: row.current_state,
+    metadata: row.metadata,
+    health_status: row.health_status as NodeRecord['health_status'],
+    status: row.status as NodeRecord['status'],
+    incarnation: Number(row.incarnation),
+    lease_ttl_ms: row.lease_ttl_ms,
+    content_hash: row.content_hash,
+    registered_at: iso(row.registered_at),
+    updated_at: iso(row.updated_at),
+    last_heartbeat: leaseMs !== null && leaseMs > Date.parse(lastHeartbeat) ? new Date(leaseMs).toISOString() : lastHeartbeat,
+    removed_at: row.removed_at === null ? null : iso(row.removed_at),
+    removal_reason: row.removal_reason,
+  };
+}
+
+interface ChangeRow {
+  version: string | number;
+  namespace: string;
+  node_id: string;
+  change_type: ChangeType;
+  changed_fields: string[];
+  reason: string;
+  changed_at: Date | string;
+  node: NodeRecord;
+}
+
+function toChange(row: ChangeRow): TopologyChange {
+  return {
+    version: Number(row.version),
+    namespace: row.namespace,
+    node_id: row.node_id,
+    change_type: row.change_type,
+    changed_fields: row.changed_fields,
+    reason: row.reason,
+    changed_at: iso(row.changed_at),
+    node: row.node,
+  };
+}
+
+/** Decides what one write does to the record it finds; pure, so the whole batch is planned in memory. */
+function planWrite(
+  write: NodeWrite,
+  existing: NodeRecord | undefined,
+  leaseHeartbeatMs: number | undefined,
+  nowIso: string,
+  nowMs: number,
+): { record: NodeRecord; changeType: ChangeType; fields: string[]; reason: string } | WriteOutcome {
+  switch (write.kind) {
+    case 'register': {
+      const reg = write.registration;
+      if (existing && reg.incarnation < existing.incarnation) {
+        return {
+          status: 'rejected',
+          error: new RollcallError(
+            'STALE_INCARNATION',
+            `Registration of ${reg.node_id} from incarnation ${reg.incarnation} is older than the registered incarnation ${existing.incarnation}.`,
+            { details: { node_id: reg.node_id, incarnation: reg.incarnation, current_incarnation: existing.incarnation } },
+          ),
+        };
+      }
+      const live = existing?.status === 'online';
+      if (live && existing.incarnation === reg.incarnation && existing.content_hash === contentHash(reg)) {
+        return { status: 'unchanged', node: existing };
+      }
+      const record = recordFrom(reg, {
+        status: 'online',
+        registered_at: live ? existing.registered_at : nowIso,
+        updated_at: nowIso,
+        last_heartbeat: nowIso,
+        removed_at: null,
+        removal_reason: null,
+      });
+      return live
+        ? { record, changeType: 'updated', fields: changedFields(existing, reg), reason: reg.reason }
+        : { record, changeType: 'added', fields: [], reason: reg.reason };
+    }
+    case 'deregister': {
+      if (!existing || existing.status === 'removed') {
+        if (existing) return { status: 'unchanged', node: existing };
+        return {
+          status: 'rejected',
+          error: new RollcallError('NODE_NOT_FOUND', `Node ${write.node_id} is not registered in namespace ${write.namespace}.`, {
+            details: { node_id: write.node_id, namespace: write.namespace },
+          }),
+        };
+      }
+      if (write.incarnation !== undefined && write.incarnation < existing.incarnation) {
+        return {
+          status: 'rejected',
+          error: new RollcallError(
+            'STALE_INCARNATION',
+            `Tombstone of ${write.node_id} from incarnation ${write.incarnation} is older than the registered incarnation ${existing.incarnation}.`,
+            { details: { node_id: write.node_id, incarnation: write.incarnation, current_incarnation: existing.incarnation } },
+          ),
+        };
+      }
+      const record: NodeRecord = {
+        ...existing,
+        status: 'removed',
+        updated_at: nowIso,
+        removed_at: existing.removed_at ?? nowIso,
+        removal_reason: write.reason,
+      };
+      return { record, changeType: 'removed', fields: ['status'], reason: write.reason };
+    }
+    case 'expire': {
+      if (!existing || existing.status !== 'online' || existing.incarnation !== write.incarnation) {
+        return existing ? { status: 'unchanged', node: existing } : notFound(write);
+      }
+      const heartbeat = Math.max(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat), write.graceFromMs);
+      if (heartbeat + existing.lease_ttl_ms > nowMs) return { status: 'unchanged', node: existing };
+      const record: NodeRecord = {
+        ...existing,
+        status: 'offline',
+        updated_at: nowIso,
+        last_heartbeat: new Date(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat)).toISOString(),
+        removed_at: nowIso,
+        removal_reason: 'lease_expired',
+      };
+      return { record, changeType: 'removed', fields: ['status'], reason: 'lease_expired' };
+    }
+  }
+}
+
+function notFound(write: { namespace: string; node_id: string }): WriteOutcome {
+  return {
+    status: 'rejected',
+    error: new RollcallError('NODE_NOT_FOUND', `Node ${write.node_id} is not registered in namespace ${write.namespace}.`, {
+      details: { node_id: write.node_id, namespace: write.namespace },
+    }),
+  };
+}
+
+export class SqlStore implements Store {
+  constructor(private readonly client: SqlClient) {}
+
+  get dialect(): 'postgres' | 'pglite' {
+    return this.client.dialect;
+  }
+
+  async migrate(): Promise<void> {
+    await migrate(this.client);
+  }
+
+  async applyWrites(writes: NodeWrite[], nowMs: number): Promise<WriteOutcome[]> {
+    if (writes.length === 0) return [];
+    const nowIso = new Date(nowMs).toISOString();
+    return this.client.transaction(async (tx) => {
+      // Locking the version row serialises writers, so versions commit in the order they are given.
+      const state = await tx.query<{ version: string | number }>(
+        'UPDATE topology_state SET version = version WHERE id = 1 RETURNING version',
+      );
+      let version = Number(state.rows[0]?.version ?? 0);
+      const current = await this.fetchForWrite(tx, writes);
+
+      const outcomes: WriteOutcome[] = [];
+      const finalRecords = new Map<string, NodeRecord>();
+      const changes: TopologyChange[] = [];
+      for (const write of writes) {
+        const key = nodeKey(write.kind === 'register' ? write.registration.namespace : write.namespace,
+          write.kind === 'register' ? write.registration.node_id : write.node_id);
+        const found = current.get(key);
+        const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
+        if ('status' in plan) {
+          outcomes.push(plan);
+          continue;
+        }
+        version += 1;
+        const change: TopologyChange = {
+          version,
+          namespace: plan.record.namespace,
+          node_id: plan.record.node_id,
+          change_type: plan.changeType,
+          changed_fields: plan.fields,
+          reason: plan.reason,
+          changed_at: nowIso,
+          node: plan.record,
+        };
+        changes.push(change);
+        outcomes.push({ status: 'changed', change });
+        finalRecords.set(key, plan.record);
+        // Later writes of the same batch see this one's result.
+        current.set(key, { record: plan.record, leaseMs: Date.parse(plan.record.last_heartbeat) });
+      }
+      if (changes.length === 0) return outcomes;
+
+      const records = [...finalRecords.values()];
+      await this.upsertRecords(tx, records);
+      await tx.query(
+        `INSERT INTO topology_changes (version, namespace, node_id, change_type, changed_fields, reason, changed_at, node)
+         SELECT c.version, c.namespace, c.node_id, c.change_type,
+                ARRAY(SELECT jsonb_array_elements_text(c.changed_fields)), c.reason, c.changed_at, c.node
+         FROM jsonb_to_recordset($1::jsonb) AS c(version bigint, namespace text, node_id text, change_type text,
+              changed_fields jsonb, reason text, changed_at timestamptz, node jsonb)`,
+        [JSON.stringify(changes)],
+      );
+      await tx.query('UPDATE topology_state SET version = $1 WHERE id = 1', [version]);
+      await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, String(version)]);
+      return outcomes;
+    });
+  }
+
+  private async fetchForWrite(
+    tx: SqlExecutor,
+    writes: NodeWrite[],
+  ): Promise<Map<string, { record: NodeRecord; leaseMs: number | undefined }>> {
+    const keys = writes.map((write) =>
+      write.kind === 'register'
+        ? { namespace: write.registration.namespace, node_id: write.registration.node_id }
+        : { namespace: write.namespace, node_id: write.node_id },
+    );
+    const result = await tx.query<NodeRow>(
+      `SELECT r.*, (extract(epoch from l.last_heartbeat) * 1000)::float8 AS lease_heartbeat_ms
+       FROM (SELECT DISTINCT namespace, node_id FROM jsonb_to_recordset($1::jsonb) AS k(namespace text, node_id text)) k
+       JOIN node_registrations r ON r.namespace = k.namespace AND r.node_id = k.node_id
+       LEFT JOIN node_leases l ON l.namespace = r.namespace AND l.node_id = r.node_id`,
+      [JSON.stringify(keys)],
+    );
+    const found = new Map<string, { record: NodeRecord; leaseMs: number | undefined }>();
+    for (const row of result.rows) {
+      const leaseMs = row.lease_heartbeat_ms == null ? undefined : Number(row.lease_heartbeat_ms);
+      found.set(nodeKey(row.namespace, row.node_id), { record: toRecord(row), leaseMs });
+    }
+    return found;
+  }
+
+  private async upsertRecords(tx: SqlExecutor, records: NodeRecord[]): Promise<void> {
+    await tx.query(
+      `INSERT INTO node_registrations (${RECORD_COLUMNS})
+       SELECT namespace, node_id, node_name, node_type, node_version, hostname, ip, role,
+              ARRAY(SELECT jsonb_array_elements_text(labels)), capabilities, endpoints, configuration, current_state,
+              metadata, health_status, status, incarnation, lease_ttl_ms, content_hash, registered_at, updated_at,
+              last_heartbeat, removed_at, removal_reason
+       FROM jsonb_to_recordset($1::jsonb) AS x(namespace text, node_id text, node_name text, node_type text,
+            node_version text, hostname text, ip text, role text, labels jsonb, capabilities jsonb, endpoints jsonb,
+            configuration jsonb, current_state jsonb, metadata jsonb, health_status text, status text,
+            incarnation bigint, lease_ttl_ms integer, content_hash text, registered_at timestamptz,
+            updated_at timestamptz, last_heartbeat timestamptz, removed_at timestamptz, removal_reason text)
+       ON CONFLICT (namespace, node_id) DO UPDATE SET
+         node_name = excluded.node_name, node_type = excluded.node_type, node_version = excluded.node_version,
+         hostname = excluded.hostname, ip = excluded.ip, role = excluded.role, labels = excluded.labels,
+         capabilities = excluded.capabilities, endpoints = excluded.endpoints, configuration = excluded.configuration,
+         current_state = excluded.current_state, metadata = excluded.metadata, health_status = excluded.health_status,
+         status = excluded.status, incarnation = excluded.incarnation, lease_ttl_ms = excluded.lease_ttl_ms,
+         content_hash = excluded.content_hash, registered_at = excluded.registered_at,
+         updated_at = excluded.updated_at, last_heartbeat = excluded.last_heartbeat,
+         removed_at = excluded.removed_at, removal_reason = excluded.removal_reason`,
+      [JSON.stringify(records)],
+    );
+    await tx.query(
+      `INSERT INTO node_leases (namespace, node_id, incarnation, ttl_ms, online, last_heartbeat)
+       SELECT namespace, node_id, incarnation, lease_ttl_ms, status = 'online', last_heartbeat
+       FROM jsonb_to_recordset($1::jsonb) AS x(namespace text, node_id text, incarnation bigint,
+            lease_ttl_ms integer, status text, last_heartbeat timestamptz)
+       ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
+         online = excluded.online, last_heartbeat = excluded.last_heartbeat`,
+      [JSON.stringify(records.map(({ namespace, node_id, incarnation, lease_ttl_ms, status, last_heartbeat }) =>
+        ({ namespace, node_id, incarnation, lease_ttl_ms, status, last_heartbeat })))],
+    );
+  }
+
+  async renewLeases(renewals: LeaseRenewal[]): Promise<number> {
+    if (renewals.length === 0) return 0;
+    const result = await this.client.query(
+      `UPDATE node_leases l SET last_heartbeat = v.at
+       FROM jsonb_to_recordset($1::jsonb) AS v(namespace text, node_id text, incarnation bigint, at timestamptz)
+       WHERE l.namespace = v.namespace AND l.node_id = v.node_id AND l.incarnation = v.incarnation
+         AND l.online AND l.last_heartbeat < v.at`,
+      [JSON.stringify(renewals.map((r) => ({ namespace: r.namespace, node_id: r.node_id, incarnation: r.incarnation, at: new Date(r.atMs).toISOString() })))],
+    );
+    return result.rowCount;
+  }
+
+  async findExpired(nowMs: number, graceFromMs: number, limit: number): Promise<ExpiryCandidate[]> {
+    const result = await this.client.query<{ namespace: string; node_id: string; incarnation: string | number }>(
+      `SELECT namespace, node_id, incarnation FROM node_leases
+       WHERE online AND greatest(last_heartbeat, $2::timestamptz) + ttl_ms * interval '1 millisecond' <= $1::timestamptz
+       LIMIT $3`,
+      [new Date(nowMs).toISOString(), new Date(graceFromMs).toISOString(), limit],
+    );
+    return result.rows.map((row) => ({ namespace: row.namespace, node_id: row.node_id, incarnation: Number(row.incarnation) }));
+  }
+
+  async purgeRemoved(cutoffMs: number): Promise<number> {
+    return this.client.transaction(async (tx) => {
+      const purged = await tx.query<{ namespace: string; node_id: string }>(
+        `DELETE FROM node_registrations WHERE status <> 'online' AND removed_at < $1 RETURNING namespace, node_id`,
+        [new Date(cutoffMs).toISOString()],
+      );
+      if (purged.rows.length > 0) {
+        await tx.query(
+          `DELETE FROM node_leases l USING jsonb_to_recordset($1::jsonb) AS k(namespace text, node_id text)
+           WHERE l.namespace = k.namespace AND l.node_id = k.node_id`,
+          [JSON.stringify(purged.rows)],
+        );
+      }
+      return purged.rows.length;
+    });
+  }
+
+  async pruneChanges(cutoffMs: number): Promise<number> {
+    return this.client.transaction(async (tx) => {
+      // The newest change is kept whatever its age, so the log always says where it stands.
+      const pruned = await tx.query<{ version: string | number }>(
+        `DELETE FROM topology_changes WHERE changed_at < $1
+           AND version < (SELECT max(version) FROM topology_changes) RETURNING version`,
+        [new Date(cutoffMs).toISOString()],
+      );
+      if (pruned.rows.length === 0) return 0;
+      const newest = Math.max(...pruned.rows.map((row) => Number(row.version)));
+      await tx.query('UPDATE topology_state SET pruned_through = greatest(pruned_through, $1) WHERE id = 1', [newest]);
+      return pruned.rows.length;
+    });
+  }
+
+  async loadNodes(): Promise<{ nodes: NodeRecord[]; version: number }> {
+    return this.client.transaction(async (tx) => {
+      // One snapshot: the version read matches the rows read.
+      const state = await tx.query<{ version: string | number }>('SELECT version FROM topology_state WHERE id = 1');
+      const rows = await tx.query<NodeRow>(
+        `SELECT r.*, (extract(epoch from l.last_heartbeat) * 1000)::float8 AS lease_heartbeat_ms
+         FROM node_registrations r LEFT JOIN node_leases l ON l.namespace = r.namespace AND l.node_id = r.node_id`,
+      );
+      return { nodes: rows.rows.map(toRecord), version: Number(state.rows[0]?.version ?? 0) };
+    });
+  }
+
+  async getNode(namespace: string, nodeId: string): Promise<NodeRecord | null> {
+    const result = await this.client.query<NodeRow>(
+      `SELECT r.*, (extract(epoch from l.last_heartbeat) * 1000)::float8 AS lease_heartbeat_ms
+       FROM node_registrations r LEFT JOIN node_leases l ON l.namespace = r.namespace AND l.node_id = r.node_id
+       WHERE r.namespace = $1 AND r.node_id = $2`,
+      [namespace, nodeId],
+    );
+    const row = result.rows[0];
+    return row ? toRecord(row) : null;
+  }
+
+  async changesSince(afterVersion: number, limit: number): Promise<ChangesPage> {
+    const state = await this.client.query<{ pruned_through: string | number }>('SELECT pruned_through FROM topology_state WHERE id = 1');
+    const prunedThrough = Number(state.rows[0]?.pruned_through ?? 0);
+    const rows = await this.client.query<ChangeRow>(
+      'SELECT * FROM topology_changes WHERE version > $1 ORDER BY version LIMIT $2',
+      [afterVersion, limit],
+    );
+    return { changes: rows.rows.map(toChange), prunedThrough };
+  }
+
+  async currentVersion(): Promise<number> {
+    const state = await this.client.query<{ version: string | number }>('SELECT version FROM topology_state WHERE id = 1');
+    return Number(state.rows[0]?.version ?? 0);
+  }
+
+  async getProfile(namespace: string, role: string): Promise<Profile | null> {
+    const result = await this.client.query<ProfileRow>('SELECT * FROM node_profiles WHERE namespace = $1 AND role = $2', [namespace, role]);
+    const row = result.rows[0];
+    return row ? toProfile(row) : null;
+  }
+
+  async putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile> {
+    const result = await this.client.query<ProfileRow>(
+      `INSERT INTO node_profiles (namespace, role, config, created_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $4)
+       ON CONFLICT (namespace, role) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at
+       RETURNING *`,
+      [namespace, role, JSON.stringify(config), new Date(nowMs).toISOString()],
+    );
+    return toProfile(result.rows[0] as ProfileRow);
+  }
+
+  async recordHeartbeats(entries: HeartbeatLogEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.client.query(
+      `INSERT INTO heartbeat_log (namespace, node_id, recorded_at, status, metrics)
+       SELECT namespace, node_id, recorded_at, status, metrics
+       FROM jsonb_to_recordset($1::jsonb) AS x(namespace text, node_id text, recorded_at timestamptz, status text, metrics jsonb)`,
+      [JSON.stringify(entries.map((e) => ({ namespace: e.namespace, node_id: e.node_id, recorded_at: new Date(e.atMs).toISOString(), status: e.status, metrics: e.metrics })))],
+    );
+  }
+
+  async pruneHeartbeats(cutoffMs: number): Promise<number> {
+    const result = await this.client.query('DELETE FROM heartbeat_log WHERE recorded_at < $1', [new Date(cutoffMs).toISOString()]);
+    return result.rowCount;
+  }
+
+  async watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>> {
+    return this.client.listen(NOTIFY_CHANNEL, (payload) => {
+      const version = Number(payload);
+      if (Number.isFinite(version)) onVersion(version);
+    });
+  }
+
+  async holdsDuty(duty: 'sweeper'): Promise<boolean> {
+    return this.client.tryAdvisoryLock(DUTY_LOCK_KEYS[duty]);
+  }
+
+  async ping(): Promise<void> {
+    await this.client.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+interface ProfileRow {
+  namespace: string;
+  role: string;
+  config: JsonObject;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+function toProfile(row: ProfileRow): Profile {
+  return { namespace: row.namespace, role: row.role, config: row.config, created_at: iso(row.created_at), updated_at: iso(row.updated_at) };
+}
