@@ -27,6 +27,11 @@ if (files.length === 0) {
   console.error(`no test files for tiers ${tiers.join(',')}`);
   process.exit(1);
 }
+// End-to-end tests run the built binary.
+if (files.some((file) => tierOf(file) === 'e2e') && process.env.ROLLCALL_SKIP_BUILD !== '1') {
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=4', '--test-reporter=spec', ...extra, ...files],
