@@ -25,8 +25,12 @@ export async function loadMigrations(): Promise<Migration[]> {
 
 export async function migrate(client: SqlClient): Promise<number[]> {
   const migrations = await loadMigrations();
-  await client.exec(`CREATE TABLE IF NOT EXISTS rollcall_migrations (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  // Even IF NOT EXISTS races between instances starting together: take the lock first.
+  await client.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query(`CREATE TABLE IF NOT EXISTS rollcall_migrations (
+      id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  });
   const applied: number[] = [];
   for (const migration of migrations) {
     const done = await client.transaction(async (tx) => {
