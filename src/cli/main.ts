@@ -96,11 +96,12 @@ export function buildProgram(): Command {
     .option('--label <labels>', 'only nodes with all these labels (comma-separated)')
     .option('--status <statuses>', `only these statuses (${NODE_STATUSES.join(', ')})`)
     .option('--type <node_type>', 'only this node type')
-    .option('--namespace <namespace>', 'only this namespace')
+    .option('--namespace <namespace>', 'only this namespace (default: the registry\'s default namespace)')
+    .option('-A, --all-namespaces', 'nodes of every namespace')
     .option('--capability <json>', 'capabilities containing this JSON, e.g. \'{"gpu":true}\'')
     .option('--version-range <range>', 'node versions in this semver range, e.g. ">=1.2.0"')
     .option('--json', 'print JSON for scripts')
-    .action(async (options: { registryUrl: string; role?: string; label?: string; status?: string; type?: string; namespace?: string; capability?: string; versionRange?: string; json?: boolean }) => {
+    .action(async (options: { registryUrl: string; role?: string; label?: string; status?: string; type?: string; namespace?: string; allNamespaces?: boolean; capability?: string; versionRange?: string; json?: boolean }) => {
       const client = new RollcallClient(options.registryUrl);
       let capability: Record<string, never> | undefined;
       if (options.capability !== undefined) {
@@ -115,7 +116,7 @@ export function buildProgram(): Command {
         ...(options.label ? { labels: options.label.split(',') } : {}),
         ...(options.status ? { status: options.status.split(',') as NodeStatus[] } : {}),
         ...(options.type ? { node_type: options.type } : {}),
-        ...(options.namespace ? { namespace: options.namespace } : {}),
+        ...(options.allNamespaces ? { namespace: '*' } : options.namespace ? { namespace: options.namespace } : {}),
         ...(capability ? { capability } : {}),
         ...(options.versionRange ? { version: options.versionRange } : {}),
       });

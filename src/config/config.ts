@@ -12,7 +12,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const ConfigSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', description: 'Address the HTTP API listens on. Env ROLLCALL_HOST.' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 9205, description: 'HTTP port. Env ROLLCALL_PORT.' }),
-  dataDir: Type.String({ minLength: 1, default: '.rollcall/data', description: 'Folder of the embedded database (used when no databaseUrl). Env ROLLCALL_DATA_DIR.' }),
+  dataDir: Type.String({ minLength: 1, default: '.rollcall/data', description: 'Folder of the embedded database (used when no databaseUrl); memory:// keeps it in memory only. Env ROLLCALL_DATA_DIR.' }),
   databaseUrl: Type.Optional(Type.String({ minLength: 1, description: 'PostgreSQL URL; when set, PostgreSQL replaces the embedded database. Env ROLLCALL_DATABASE_URL or DATABASE_URL, or the seeds\' POSTGRES_HOST/PORT/DB/USER/PASSWORD.' })),
   databasePoolSize: Type.Integer({ minimum: 2, maximum: 200, default: 10, description: 'PostgreSQL connections. Env ROLLCALL_DATABASE_POOL_SIZE.' }),
   instanceId: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'This instance\'s node id in its own registry. Env ROLLCALL_INSTANCE_ID. Default registry-<hostname>-<port>.' })),

@@ -13,6 +13,7 @@ export async function openStore(target: StoreTarget): Promise<Store> {
   if (target.kind === 'postgres') {
     return new SqlStore(new PgClient({ connectionString: target.url, maxConnections: target.maxConnections, onError: target.onError }));
   }
-  if (target.dataDir !== undefined) await mkdir(target.dataDir, { recursive: true });
+  // `memory://` keeps the embedded database in memory only (PGlite's own notation).
+  if (target.dataDir !== undefined && !target.dataDir.startsWith('memory://')) await mkdir(target.dataDir, { recursive: true });
   return new SqlStore(await PgliteClient.open(target.dataDir));
 }

@@ -40,7 +40,7 @@ const ListQuery = Type.Object(
     label: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
     status: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
     node_type: Type.Optional(Type.String({ maxLength: 100 })),
-    namespace: Type.Optional(Type.String()),
+    namespace: Type.Optional(Type.String({ description: 'Namespace to list (default: the default namespace); * lists every namespace.' })),
     capability: Type.Optional(Type.String({ maxLength: 4096, description: 'JSON object matched by containment, e.g. {"gpu":true}' })),
     version: Type.Optional(Type.String({ description: 'A version or semver range the node_version must satisfy, e.g. >=1.2.0' })),
     limit: Type.Optional(Type.String({ description: 'Page size, 1 to 1000 (default 100)' })),
@@ -108,8 +108,10 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   }, async (request) => {
     const query = request.query as params.Query;
     const after = params.decodeCursor(query);
+    // Like other namespaced registries: the default namespace unless asked, `*` for all of them.
+    const namespace = params.single(query, 'namespace') === '*' ? undefined : params.namespace(query, options.defaultNamespace);
     const filter = {
-      namespace: params.namespace(query),
+      namespace,
       role: params.single(query, 'role'),
       node_type: params.single(query, 'node_type'),
       labels: params.list(query, 'label'),
