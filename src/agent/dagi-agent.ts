@@ -68,6 +68,7 @@ export class DagiAgent {
   private nodeIdFile: string | undefined;
   private beating: Promise<void> | null = null;
   private stopped = false;
+  private starting: Promise<string> | null = null;
 
   constructor(private readonly options: DagiAgentOptions) {
     this.client = new RollcallClient(options.registryUrl);
@@ -78,10 +79,16 @@ export class DagiAgent {
   }
 
   /** Registers (retrying until the registry answers) and starts heartbeats. */
-  async start(): Promise<string> {
+  start(): Promise<string> {
+    this.starting ??= this.startOnce();
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<string> {
     this.nodeIdFile = this.options.nodeIdFile ?? (await defaultNodeIdFile());
     this.nodeIdValue = await readNodeId(this.nodeIdFile);
     for (let attempt = 1; ; attempt += 1) {
+      if (this.stopped) throw new RollcallError('SHUTTING_DOWN', 'The agent was stopped before it registered.');
       try {
         await this.register();
         break;
@@ -92,11 +99,13 @@ export class DagiAgent {
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }
-    this.timer = setInterval(() => {
-      this.beating ??= this.beat().finally(() => {
-        this.beating = null;
-      });
-    }, this.options.intervalSeconds * 1000);
+    if (!this.stopped) {
+      this.timer = setInterval(() => {
+        this.beating ??= this.beat().finally(() => {
+          this.beating = null;
+        });
+      }, this.options.intervalSeconds * 1000);
+    }
     return this.nodeIdValue as string;
   }
 
@@ -142,6 +151,8 @@ export class DagiAgent {
   /** Stops heartbeats and sends the tombstone. */
   async stop(reason = 'graceful_shutdown'): Promise<void> {
     this.stopped = true;
+    // A registration in flight may still commit: wait for it, so its node gets the tombstone too.
+    if (this.starting) await this.starting.catch(() => undefined);
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.beating) await this.beating;

@@ -190,8 +190,14 @@ export function buildProgram(): Command {
         ...(options.ip ? { ip: options.ip } : {}),
       });
       untilSignal(async () => agent.stop('graceful_shutdown'));
-      const nodeId = await agent.start();
-      process.stdout.write(`joined ${options.registryUrl} as ${nodeId}\n`);
+      try {
+        const nodeId = await agent.start();
+        process.stdout.write(`joined ${options.registryUrl} as ${nodeId}\n`);
+      } catch (error) {
+        // Stopped while registering: the signal handler sends the tombstone and exits.
+        if (isRollcallError(error) && error.code === 'SHUTTING_DOWN') return;
+        throw error;
+      }
     });
 
   program

@@ -291,6 +291,7 @@ export class Registry {
   }
 
   private scheduleCatchUp(): void {
+    if (this.stopping) return;
     this.catchUp().catch((error: unknown) => {
       this.tasks.live_view_tail.lastError = (error as Error).message;
       this.log.warn({ err: error }, 'live view catch-up failed');
@@ -399,6 +400,8 @@ export class Registry {
     await this.flushHeartbeats().catch((error: unknown) => this.log.warn({ err: error }, 'final heartbeat flush failed'));
     if (this.unwatch) await this.unwatch().catch(() => undefined);
     this.unwatch = null;
+    // The store closes after this returns: let a catch-up already under way finish first.
+    if (this.catchingUp) await this.catchingUp.catch(() => undefined);
     for (const task of Object.values(this.tasks)) task.running = false;
   }
 
