@@ -25,6 +25,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: options.logger.child({ component: 'api' }),
     // Per-request lines at tens of thousands of heartbeats a second would cost more than the work.
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request: building one (with redaction) costs more than a heartbeat.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: LIMITS.bodyBytes,
     // Identifiers may contain ':' and '@'; keep routing on the raw path.
     routerOptions: { maxParamLength: 512 },

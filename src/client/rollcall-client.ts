@@ -29,8 +29,10 @@ export interface RegisterResponse {
   namespace: string;
   status: NodeStatus;
   outcome: 'added' | 'updated' | 'unchanged';
+  incarnation: number;
   topology_version: number;
-  node: PresentedNode;
+  registered_at: string;
+  lease_expires_at: string;
 }
 
 export interface ClientOptions {

@@ -87,12 +87,36 @@ export function nodeKey(namespace: string, nodeId: string): string {
   return `${namespace}\u0000${nodeId}`;
 }
 
+export const DOCUMENT_FIELDS = ['capabilities', 'endpoints', 'configuration', 'current_state', 'metadata'] as const;
+
+export interface ContentDigest {
+  hash: string;
+  /** Serialised size in bytes of each JSON document field. */
+  documentBytes: Record<(typeof DOCUMENT_FIELDS)[number], number>;
+}
+
+const digests = new WeakMap<object, ContentDigest>();
+
+/**
+ * Hash of what makes a registration a write rather than a heartbeat, computed once per object.
+ * It follows the sender's key order (native JSON.stringify is the hot path's cost); a resend with
+ * keys reordered is caught by changedFields, which compares canonically.
+ */
+export function contentDigest(reg: Pick<Registration, ContentField | 'current_state'>): ContentDigest {
+  const cached = digests.get(reg);
+  if (cached) return cached;
+  const hash = createHash('sha1');
+  for (const field of CONTENT_FIELDS) hash.update(JSON.stringify(reg[field]) ?? 'null').update('\u0000');
+  hash.update(JSON.stringify(reg.current_state.status ?? null));
+  const documentBytes = {} as ContentDigest['documentBytes'];
+  for (const field of DOCUMENT_FIELDS) documentBytes[field] = Buffer.byteLength(JSON.stringify(reg[field]));
+  const digest = { hash: hash.digest('base64url'), documentBytes };
+  digests.set(reg, digest);
+  return digest;
+}
+
 export function contentHash(reg: Pick<Registration, ContentField | 'current_state'>): string {
-  const content: Record<string, unknown> = {};
-  for (const field of CONTENT_FIELDS) content[field] = reg[field];
-  // Of the volatile current state only the node's declared status is content.
-  content.state_status = reg.current_state.status ?? null;
-  return createHash('sha1').update(canonicalJson(content)).digest('base64url');
+  return contentDigest(reg).hash;
 }
 
 export function changedFields(before: NodeRecord, after: Registration | NodeRecord): string[] {

@@ -1,9 +1,15 @@
-// The current topology in memory: every record by key, kept in key order for paging, with the
-// version it reflects and a window of recent changes for watchers. Fed only by committed changes.
+// The current topology in memory: every record in key order (a B+ tree, for paging), secondary
+// indexes for the selective filters, the version it reflects, and a window of recent changes for
+// watchers. Fed only by committed changes.
 import { EventEmitter } from 'node:events';
+import { LRUCache } from 'lru-cache';
 import semver from 'semver';
+import BTreeModule from 'sorted-btree';
 import { jsonContains, type JsonObject } from '../domain/json.js';
 import { nodeKey, type NodeRecord, type NodeStatus, type TopologyChange } from '../domain/node.js';
+
+const BTree = BTreeModule.default;
+type KeySet = InstanceType<typeof BTree<string, true>>;
 
 export interface NodeQuery {
   namespace?: string;
@@ -26,25 +32,56 @@ export interface NodePage {
   next: string | null;
 }
 
-function lowerBound(keys: string[], key: string): number {
-  let low = 0;
-  let high = keys.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if ((keys[mid] as string) < key) low = mid + 1;
-    else high = mid;
+const INDEXED = ['namespace', 'status', 'node_type', 'role', 'node_version'] as const;
+type IndexedField = (typeof INDEXED)[number] | 'label';
+
+/** Parsed node versions, shared by every record with the same version string. */
+const parsedVersions = new LRUCache<string, { version: semver.SemVer | null }>({ max: 10_000 });
+
+function parseVersion(text: string): semver.SemVer | null {
+  let entry = parsedVersions.get(text);
+  if (!entry) {
+    entry = { version: semver.coerce(text, { includePrerelease: true }) };
+    parsedVersions.set(text, entry);
   }
-  return low;
+  return entry.version;
+}
+
+/** Where a query's candidates come from, smallest first: an index's keys or a sorted key list. */
+type Source = { size: number; keys: (after: string | undefined) => Iterable<string> };
+
+function fromKeySet(set: KeySet): Source {
+  return { size: set.size, keys: (after) => set.keys(after) };
+}
+
+function fromSortedArray(keys: string[]): Source {
+  return {
+    size: keys.length,
+    *keys(after) {
+      let low = 0;
+      if (after !== undefined) {
+        let high = keys.length;
+        while (low < high) {
+          const mid = (low + high) >>> 1;
+          if ((keys[mid] as string) < after) low = mid + 1;
+          else high = mid;
+        }
+      }
+      for (let i = low; i < keys.length; i += 1) yield keys[i] as string;
+    },
+  };
 }
 
 export class LiveView {
-  private readonly records = new Map<string, NodeRecord>();
-  private readonly sortedKeys: string[] = [];
+  private readonly records = new BTree<string, NodeRecord>();
+  private readonly indexes = new Map<IndexedField, Map<string, KeySet>>(
+    [...INDEXED, 'label' as const].map((field) => [field, new Map<string, KeySet>()]),
+  );
   private readonly recent: TopologyChange[] = [];
   private readonly events = new EventEmitter();
   private currentVersion = 0;
 
-  constructor(private readonly recentCapacity = 10_000) {
+  constructor(private readonly recentCapacity = 4096) {
     this.events.setMaxListeners(0);
   }
 
@@ -59,9 +96,8 @@ export class LiveView {
   /** Replaces the whole view (start, or a reader that fell behind the retained log). */
   load(nodes: NodeRecord[], version: number): void {
     this.records.clear();
-    this.sortedKeys.length = 0;
-    for (const node of nodes) this.records.set(nodeKey(node.namespace, node.node_id), node);
-    this.sortedKeys.push(...[...this.records.keys()].sort());
+    for (const index of this.indexes.values()) index.clear();
+    for (const node of nodes) this.put(node);
     this.recent.length = 0;
     this.currentVersion = version;
     this.events.emit('version', version);
@@ -84,46 +120,117 @@ export class LiveView {
     return true;
   }
 
+  private indexValues(node: NodeRecord): Array<[IndexedField, string]> {
+    const values: Array<[IndexedField, string]> = [
+      ['namespace', node.namespace],
+      ['status', node.status],
+      ['node_type', node.node_type],
+      ['node_version', node.node_version],
+    ];
+    if (node.role !== null) values.push(['role', node.role]);
+    for (const label of node.labels) values.push(['label', label]);
+    return values;
+  }
+
   private put(node: NodeRecord): void {
     const key = nodeKey(node.namespace, node.node_id);
-    if (!this.records.has(key)) this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 0, key);
+    const previous = this.records.get(key);
+    if (previous) this.unindex(key, previous);
     this.records.set(key, node);
+    for (const [field, value] of this.indexValues(node)) {
+      const index = this.indexes.get(field) as Map<string, KeySet>;
+      let set = index.get(value);
+      if (!set) {
+        set = new BTree<string, true>();
+        index.set(value, set);
+      }
+      set.set(key, true);
+    }
+  }
+
+  private unindex(key: string, node: NodeRecord): void {
+    for (const [field, value] of this.indexValues(node)) {
+      const index = this.indexes.get(field) as Map<string, KeySet>;
+      const set = index.get(value);
+      if (!set) continue;
+      set.delete(key);
+      if (set.size === 0) index.delete(value);
+    }
   }
 
   /** Drops records that left the topology before `cutoffMs`, as the store's purge does. */
   purge(cutoffMs: number): number {
-    let purged = 0;
-    for (const [key, node] of this.records) {
-      if (node.status !== 'online' && node.removed_at !== null && Date.parse(node.removed_at) < cutoffMs) {
-        this.records.delete(key);
-        this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 1);
-        purged += 1;
+    const doomed: Array<[string, NodeRecord]> = [];
+    for (const status of ['offline', 'removed'] as const) {
+      for (const key of this.indexes.get('status')?.get(status)?.keys() ?? []) {
+        const node = this.records.get(key) as NodeRecord;
+        if (node.removed_at !== null && Date.parse(node.removed_at) < cutoffMs) doomed.push([key, node]);
       }
     }
-    return purged;
+    for (const [key, node] of doomed) {
+      this.unindex(key, node);
+      this.records.delete(key);
+    }
+    return doomed.length;
   }
 
   get(namespace: string, nodeId: string): NodeRecord | undefined {
     return this.records.get(nodeKey(namespace, nodeId));
   }
 
+  private indexSet(field: IndexedField, value: string): KeySet | undefined {
+    return this.indexes.get(field)?.get(value);
+  }
+
+  /** Picks the smallest candidate source the query's filters allow; the whole view otherwise. */
+  private plan(query: NodeQuery, range: semver.Range | null): Source | null {
+    const equalities: Array<[IndexedField, string]> = [];
+    if (query.namespace !== undefined) equalities.push(['namespace', query.namespace]);
+    if (query.node_type !== undefined) equalities.push(['node_type', query.node_type]);
+    if (query.role !== undefined) equalities.push(['role', query.role]);
+    if (query.status?.length === 1) equalities.push(['status', query.status[0] as string]);
+    for (const label of query.labels ?? []) equalities.push(['label', label]);
+    let best: Source = { size: this.records.size, keys: (after) => this.records.keys(after) };
+    for (const [field, value] of equalities) {
+      const set = this.indexSet(field, value);
+      if (!set) return null;
+      if (set.size < best.size) best = fromKeySet(set);
+    }
+    if (range) {
+      const sets = [...(this.indexes.get('node_version')?.entries() ?? [])]
+        .filter(([text]) => {
+          const version = parseVersion(text);
+          return version !== null && range.test(version);
+        })
+        .map(([, set]) => set);
+      const total = sets.reduce((sum, set) => sum + set.size, 0);
+      if (total === 0) return null;
+      // Materialising and sorting pays only when the versions matched are few.
+      if (total < best.size / 4) best = sets.length === 1 ? fromKeySet(sets[0] as KeySet) : fromSortedArray(sets.flatMap((set) => [...set.keys()]).sort());
+    }
+    return best;
+  }
+
   query(query: NodeQuery): NodePage {
+    const range = query.version === undefined ? null : new semver.Range(query.version, { includePrerelease: true });
+    const source = this.plan(query, range);
     const nodes: NodeRecord[] = [];
-    let index = query.after === undefined ? 0 : lowerBound(this.sortedKeys, query.after);
-    if (query.after !== undefined && this.sortedKeys[index] === query.after) index += 1;
-    for (; index < this.sortedKeys.length; index += 1) {
-      const key = this.sortedKeys[index] as string;
+    if (!source) return { nodes, next: null };
+    let lastKey: string | null = null;
+    for (const key of source.keys(query.after)) {
+      if (key === query.after) continue;
       const node = this.records.get(key) as NodeRecord;
-      if (!matches(node, query)) continue;
-      if (nodes.length === query.limit) return { nodes, next: nodeKey(nodes[nodes.length - 1]!.namespace, nodes[nodes.length - 1]!.node_id) };
+      if (!matches(node, query, range)) continue;
+      if (nodes.length === query.limit) return { nodes, next: lastKey };
       nodes.push(node);
+      lastKey = key;
     }
     return { nodes, next: null };
   }
 
   countByStatus(): Record<NodeStatus, number> {
     const counts: Record<NodeStatus, number> = { online: 0, offline: 0, removed: 0 };
-    for (const node of this.records.values()) counts[node.status] += 1;
+    for (const [status, set] of this.indexes.get('status') ?? []) counts[status as NodeStatus] = set.size;
     return counts;
   }
 
@@ -161,15 +268,17 @@ export class LiveView {
   }
 }
 
-function matches(node: NodeRecord, query: NodeQuery): boolean {
+function matches(node: NodeRecord, query: NodeQuery, range: semver.Range | null): boolean {
   if (query.namespace !== undefined && node.namespace !== query.namespace) return false;
   if (query.status !== undefined && !query.status.includes(node.status)) return false;
   if (query.node_type !== undefined && node.node_type !== query.node_type) return false;
   if (query.role !== undefined && node.role !== query.role) return false;
-  if (query.labels !== undefined && !query.labels.every((label) => node.labels.includes(label))) return false;
-  if (query.version !== undefined) {
-    const version = semver.coerce(node.node_version, { includePrerelease: true });
-    if (!version || !semver.satisfies(version, query.version, { includePrerelease: true })) return false;
+  if (query.labels !== undefined) {
+    for (const label of query.labels) if (!node.labels.includes(label)) return false;
+  }
+  if (range !== null) {
+    const version = parseVersion(node.node_version);
+    if (version === null || !range.test(version)) return false;
   }
   if (query.capability !== undefined && !jsonContains(node.capabilities, query.capability)) return false;
   return true;

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import { contentHash, nodeKey, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
+import { DOCUMENT_FIELDS, contentDigest, contentHash, nodeKey, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
 import { LIMITS } from '../domain/schemas.js';
 import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
@@ -417,14 +417,12 @@ function staleIncarnation(nodeId: string, incarnation: number, current: number):
   });
 }
 
-const DOCUMENT_FIELDS = ['capabilities', 'endpoints', 'configuration', 'current_state', 'metadata'] as const;
-
 function checkDocumentSizes(registration: Registration): void {
+  const sizes = contentDigest(registration).documentBytes;
   for (const field of DOCUMENT_FIELDS) {
-    const size = Buffer.byteLength(JSON.stringify(registration[field]));
-    if (size > LIMITS.documentBytes) {
-      throw new RollcallError('VALIDATION_FAILED', `Field ${field} is ${size} bytes; the limit is ${LIMITS.documentBytes}.`, {
-        details: { field, size, limit: LIMITS.documentBytes },
+    if (sizes[field] > LIMITS.documentBytes) {
+      throw new RollcallError('VALIDATION_FAILED', `Field ${field} is ${sizes[field]} bytes; the limit is ${LIMITS.documentBytes}.`, {
+        details: { field, size: sizes[field], limit: LIMITS.documentBytes },
       });
     }
   }

@@ -1,4 +1,5 @@
 // The Store written once in SQL, over either driver (node-postgres or PGlite).
+import { randomUUID } from 'node:crypto';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import {
@@ -29,6 +30,57 @@ const DUTY_LOCK_KEYS = { sweeper: 0x72630001 } as const;
 const RECORD_COLUMNS = `namespace, node_id, node_name, node_type, node_version, hostname, ip, role, labels,
   capabilities, endpoints, configuration, current_state, metadata, health_status, status, incarnation,
   lease_ttl_ms, content_hash, registered_at, updated_at, last_heartbeat, removed_at, removal_reason`;
+
+/** Columns of a record inside the batch document, for jsonb_to_record. */
+const RECORD_TYPE = `namespace text, node_id text, node_name text, node_type text, node_version text, hostname text,
+  ip text, role text, labels jsonb, capabilities jsonb, endpoints jsonb, configuration jsonb, current_state jsonb,
+  metadata jsonb, health_status text, status text, incarnation bigint, lease_ttl_ms integer, content_hash text,
+  registered_at timestamptz, updated_at timestamptz, last_heartbeat timestamptz, removed_at timestamptz,
+  removal_reason text`;
+
+/**
+ * $1: {changes: TopologyChange[], latest: index of each node's last change}; $2: the new version;
+ * $3, $4: notify channel and this store's token (so it can ignore its own notifications).
+ */
+const WRITE_BATCH_SQL = `
+  WITH batch AS (SELECT $1::jsonb AS doc),
+  latest AS (
+    SELECT x.* FROM batch, jsonb_array_elements(batch.doc -> 'latest') AS i(idx),
+      LATERAL jsonb_to_record(batch.doc -> 'changes' -> (i.idx)::int -> 'node') AS x(${RECORD_TYPE})),
+  records AS (
+    INSERT INTO node_registrations (${RECORD_COLUMNS})
+    SELECT namespace, node_id, node_name, node_type, node_version, hostname, ip, role,
+           ARRAY(SELECT jsonb_array_elements_text(labels)), capabilities, endpoints, configuration, current_state,
+           metadata, health_status, status, incarnation, lease_ttl_ms, content_hash, registered_at, updated_at,
+           last_heartbeat, removed_at, removal_reason
+    FROM latest
+    ON CONFLICT (namespace, node_id) DO UPDATE SET
+      node_name = excluded.node_name, node_type = excluded.node_type, node_version = excluded.node_version,
+      hostname = excluded.hostname, ip = excluded.ip, role = excluded.role, labels = excluded.labels,
+      capabilities = excluded.capabilities, endpoints = excluded.endpoints, configuration = excluded.configuration,
+      current_state = excluded.current_state, metadata = excluded.metadata, health_status = excluded.health_status,
+      status = excluded.status, incarnation = excluded.incarnation, lease_ttl_ms = excluded.lease_ttl_ms,
+      content_hash = excluded.content_hash, registered_at = excluded.registered_at,
+      updated_at = excluded.updated_at, last_heartbeat = excluded.last_heartbeat,
+      removed_at = excluded.removed_at, removal_reason = excluded.removal_reason
+    RETURNING 1),
+  leases AS (
+    INSERT INTO node_leases (namespace, node_id, incarnation, ttl_ms, online, last_heartbeat)
+    SELECT namespace, node_id, incarnation, lease_ttl_ms, status = 'online', last_heartbeat FROM latest
+    ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
+      online = excluded.online, last_heartbeat = excluded.last_heartbeat
+    RETURNING 1),
+  changes AS (
+    INSERT INTO topology_changes (version, namespace, node_id, change_type, changed_fields, reason, changed_at, node)
+    SELECT (c ->> 'version')::bigint, c ->> 'namespace', c ->> 'node_id', c ->> 'change_type',
+           ARRAY(SELECT jsonb_array_elements_text(c -> 'changed_fields')), c ->> 'reason',
+           (c ->> 'changed_at')::timestamptz, c -> 'node'
+    FROM batch, jsonb_array_elements(batch.doc -> 'changes') AS c
+    RETURNING 1),
+  state AS (UPDATE topology_state SET version = $2 WHERE id = 1 RETURNING version)
+  SELECT (SELECT count(*) FROM records) AS records, (SELECT count(*) FROM leases) AS leases,
+         (SELECT count(*) FROM changes) AS changes,
+         pg_notify($3, (SELECT version FROM state) || ':' || $4::text) AS notified`;
 
 interface NodeRow {
   namespace: string;
@@ -139,8 +191,9 @@ function planWrite(
         };
       }
       const live = existing?.status === 'online';
-      if (live && existing.incarnation === reg.incarnation && existing.content_hash === contentHash(reg)) {
-        return { status: 'unchanged', node: existing };
+      if (live && existing.incarnation === reg.incarnation) {
+        // Same hash, or the same content sent with its keys in another order: nothing to write.
+        if (existing.content_hash === contentHash(reg) || changedFields(existing, reg).length === 0) return { status: 'unchanged', node: existing };
       }
       const record = recordFrom(reg, {
         status: 'online',
@@ -212,6 +265,9 @@ function notFound(write: { namespace: string; node_id: string }): WriteOutcome {
 }
 
 export class SqlStore implements Store {
+  /** Marks this store's notifications, so it is not woken by its own commits. */
+  private readonly instanceToken = randomUUID();
+
   constructor(private readonly client: SqlClient) {}
 
   get dialect(): 'postgres' | 'pglite' {
@@ -234,11 +290,13 @@ export class SqlStore implements Store {
       const current = await this.fetchForWrite(tx, writes);
 
       const outcomes: WriteOutcome[] = [];
-      const finalRecords = new Map<string, NodeRecord>();
       const changes: TopologyChange[] = [];
+      /** Per node, the index in `changes` of its last change: the record the table keeps. */
+      const latest = new Map<string, number>();
       for (const write of writes) {
-        const key = nodeKey(write.kind === 'register' ? write.registration.namespace : write.namespace,
-          write.kind === 'register' ? write.registration.node_id : write.node_id);
+        const key = write.kind === 'register'
+          ? nodeKey(write.registration.namespace, write.registration.node_id)
+          : nodeKey(write.namespace, write.node_id);
         const found = current.get(key);
         const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
         if ('status' in plan) {
@@ -256,26 +314,22 @@ export class SqlStore implements Store {
           changed_at: nowIso,
           node: plan.record,
         };
+        latest.set(key, changes.length);
         changes.push(change);
         outcomes.push({ status: 'changed', change });
-        finalRecords.set(key, plan.record);
         // Later writes of the same batch see this one's result.
         current.set(key, { record: plan.record, leaseMs: Date.parse(plan.record.last_heartbeat) });
       }
       if (changes.length === 0) return outcomes;
 
-      const records = [...finalRecords.values()];
-      await this.upsertRecords(tx, records);
-      await tx.query(
-        `INSERT INTO topology_changes (version, namespace, node_id, change_type, changed_fields, reason, changed_at, node)
-         SELECT c.version, c.namespace, c.node_id, c.change_type,
-                ARRAY(SELECT jsonb_array_elements_text(c.changed_fields)), c.reason, c.changed_at, c.node
-         FROM jsonb_to_recordset($1::jsonb) AS c(version bigint, namespace text, node_id text, change_type text,
-              changed_fields jsonb, reason text, changed_at timestamptz, node jsonb)`,
-        [JSON.stringify(changes)],
-      );
-      await tx.query('UPDATE topology_state SET version = $1 WHERE id = 1', [version]);
-      await tx.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, String(version)]);
+      // One statement writes the records, their leases, the change rows and the version, and wakes
+      // the other instances: one round trip, and the batch serialised once.
+      await tx.query(WRITE_BATCH_SQL, [
+        JSON.stringify({ changes, latest: [...latest.values()] }),
+        version,
+        NOTIFY_CHANNEL,
+        this.instanceToken,
+      ]);
       return outcomes;
     });
   }
@@ -302,41 +356,6 @@ export class SqlStore implements Store {
       found.set(nodeKey(row.namespace, row.node_id), { record: toRecord(row), leaseMs });
     }
     return found;
-  }
-
-  private async upsertRecords(tx: SqlExecutor, records: NodeRecord[]): Promise<void> {
-    await tx.query(
-      `INSERT INTO node_registrations (${RECORD_COLUMNS})
-       SELECT namespace, node_id, node_name, node_type, node_version, hostname, ip, role,
-              ARRAY(SELECT jsonb_array_elements_text(labels)), capabilities, endpoints, configuration, current_state,
-              metadata, health_status, status, incarnation, lease_ttl_ms, content_hash, registered_at, updated_at,
-              last_heartbeat, removed_at, removal_reason
-       FROM jsonb_to_recordset($1::jsonb) AS x(namespace text, node_id text, node_name text, node_type text,
-            node_version text, hostname text, ip text, role text, labels jsonb, capabilities jsonb, endpoints jsonb,
-            configuration jsonb, current_state jsonb, metadata jsonb, health_status text, status text,
-            incarnation bigint, lease_ttl_ms integer, content_hash text, registered_at timestamptz,
-            updated_at timestamptz, last_heartbeat timestamptz, removed_at timestamptz, removal_reason text)
-       ON CONFLICT (namespace, node_id) DO UPDATE SET
-         node_name = excluded.node_name, node_type = excluded.node_type, node_version = excluded.node_version,
-         hostname = excluded.hostname, ip = excluded.ip, role = excluded.role, labels = excluded.labels,
-         capabilities = excluded.capabilities, endpoints = excluded.endpoints, configuration = excluded.configuration,
-         current_state = excluded.current_state, metadata = excluded.metadata, health_status = excluded.health_status,
-         status = excluded.status, incarnation = excluded.incarnation, lease_ttl_ms = excluded.lease_ttl_ms,
-         content_hash = excluded.content_hash, registered_at = excluded.registered_at,
-         updated_at = excluded.updated_at, last_heartbeat = excluded.last_heartbeat,
-         removed_at = excluded.removed_at, removal_reason = excluded.removal_reason`,
-      [JSON.stringify(records)],
-    );
-    await tx.query(
-      `INSERT INTO node_leases (namespace, node_id, incarnation, ttl_ms, online, last_heartbeat)
-       SELECT namespace, node_id, incarnation, lease_ttl_ms, status = 'online', last_heartbeat
-       FROM jsonb_to_recordset($1::jsonb) AS x(namespace text, node_id text, incarnation bigint,
-            lease_ttl_ms integer, status text, last_heartbeat timestamptz)
-       ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
-         online = excluded.online, last_heartbeat = excluded.last_heartbeat`,
-      [JSON.stringify(records.map(({ namespace, node_id, incarnation, lease_ttl_ms, status, last_heartbeat }) =>
-        ({ namespace, node_id, incarnation, lease_ttl_ms, status, last_heartbeat })))],
-    );
   }
 
   async renewLeases(renewals: LeaseRenewal[]): Promise<number> {
@@ -464,8 +483,9 @@ export class SqlStore implements Store {
 
   async watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>> {
     return this.client.listen(NOTIFY_CHANNEL, (payload) => {
-      const version = Number(payload);
-      if (Number.isFinite(version)) onVersion(version);
+      const [text, token] = payload.split(':');
+      const version = Number(text);
+      if (token !== this.instanceToken && Number.isFinite(version)) onVersion(version);
     });
   }
 

@@ -58,13 +58,16 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
   }, async (request, reply) => {
     const result = await registry.register(fromDagi(request.body, defaults));
+    const node = result.node;
     return reply.code(result.outcome === 'added' ? 201 : 200).send({
-      node_id: result.node.node_id,
-      namespace: result.node.namespace,
-      status: result.node.status,
+      node_id: node.node_id,
+      namespace: node.namespace,
+      status: node.status,
       outcome: result.outcome,
+      incarnation: node.incarnation,
       topology_version: result.version,
-      node: presentNode(result.node),
+      registered_at: node.registered_at,
+      lease_expires_at: new Date(Date.parse(node.last_heartbeat) + node.lease_ttl_ms).toISOString(),
     });
   });
 

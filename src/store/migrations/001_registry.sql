@@ -28,10 +28,9 @@ CREATE TABLE node_registrations (
     PRIMARY KEY (namespace, node_id)
 );
 
-CREATE INDEX idx_node_registrations_health ON node_registrations (health_status);
-CREATE INDEX idx_node_registrations_type_status ON node_registrations (node_type, status);
-CREATE INDEX idx_node_registrations_role ON node_registrations (role);
-CREATE INDEX idx_node_registrations_capabilities ON node_registrations USING GIN (capabilities jsonb_path_ops);
+-- Reads are served from each instance's in-memory view: the table carries only the indexes its
+-- own statements use (purge by removed_at). Ad-hoc SQL by type or capability scans, which at
+-- registry sizes is cheap, while every extra index (a GIN one above all) taxes every write.
 CREATE INDEX idx_node_registrations_removed_at ON node_registrations (removed_at) WHERE removed_at IS NOT NULL;
 
 -- Lease renewals rewrite only this narrow row; the free space left by the fillfactor keeps the
