@@ -34,7 +34,7 @@ if (files.some((file) => tierOf(file) === 'e2e') && process.env.ROLLCALL_SKIP_BU
 }
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=4', '--test-reporter=spec', ...extra, ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=4', '--test-timeout=120000', '--test-reporter=spec', ...extra, ...files],
   { stdio: 'inherit', env: { ...process.env, ROLLCALL_LOG_LEVEL: process.env.ROLLCALL_LOG_LEVEL ?? 'silent' } },
 );
 process.exit(result.status ?? 1);

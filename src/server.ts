@@ -48,6 +48,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     heartbeatHistory: config.heartbeatHistory,
     heartbeatHistoryMs: config.heartbeatHistoryHours * HOUR_MS,
     maxBatch: config.maxBatch,
+    writeConcurrency: store.dialect === 'pglite' ? 1 : config.writeConcurrency,
   });
   await registry.start();
 

@@ -27,6 +27,7 @@ export const ConfigSchema = Type.Object({
   heartbeatHistory: Type.Boolean({ default: false, description: 'Keep a history of heartbeats (heartbeat_log). Env ROLLCALL_HEARTBEAT_HISTORY.' }),
   heartbeatHistoryHours: Type.Number({ exclusiveMinimum: 0, default: 24, description: 'Retention of the heartbeat history. Env ROLLCALL_HEARTBEAT_HISTORY_HOURS.' }),
   maxBatch: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most registrations committed in one transaction. Env ROLLCALL_MAX_BATCH.' }),
+  writeConcurrency: Type.Integer({ minimum: 1, maximum: 32, default: 3, description: 'Write transactions in flight at once (PostgreSQL; the embedded database runs one). Env ROLLCALL_WRITE_CONCURRENCY.' }),
   logLevel: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: 'Env ROLLCALL_LOG_LEVEL.' }),
 });
 
@@ -51,6 +52,7 @@ const ENV: Partial<Record<keyof Config, string[]>> = {
   heartbeatHistory: ['ROLLCALL_HEARTBEAT_HISTORY'],
   heartbeatHistoryHours: ['ROLLCALL_HEARTBEAT_HISTORY_HOURS'],
   maxBatch: ['ROLLCALL_MAX_BATCH'],
+  writeConcurrency: ['ROLLCALL_WRITE_CONCURRENCY'],
   logLevel: ['ROLLCALL_LOG_LEVEL'],
 };
 

@@ -23,6 +23,8 @@ export interface RegistryOptions {
   heartbeatHistory: boolean;
   heartbeatHistoryMs: number;
   maxBatch: number;
+  /** Write transactions in flight at once (batches of different nodes proceed side by side). */
+  writeConcurrency: number;
   now?: () => number;
 }
 
@@ -88,7 +90,7 @@ export class Registry {
     this.now = options.now ?? Date.now;
     this.log = options.logger.child({ component: 'engine' });
     this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
-    this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, (size) => this.metrics.writeBatchSize.observe(size));
+    this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, options.writeConcurrency, (size) => this.metrics.writeBatchSize.observe(size));
   }
 
   get store(): Store {

@@ -1,5 +1,5 @@
 // The Store written once in SQL, over either driver (node-postgres or PGlite).
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import {
@@ -38,11 +38,8 @@ const RECORD_TYPE = `namespace text, node_id text, node_name text, node_type tex
   registered_at timestamptz, updated_at timestamptz, last_heartbeat timestamptz, removed_at timestamptz,
   removal_reason text`;
 
-/**
- * $1: {changes: TopologyChange[], latest: index of each node's last change}; $2: the new version;
- * $3, $4: notify channel and this store's token (so it can ignore its own notifications).
- */
-const WRITE_BATCH_SQL = `
+/** $1: {changes, latest: index of each node's last change}. Writes the records and their leases. */
+const WRITE_RECORDS_SQL = `
   WITH batch AS (SELECT $1::jsonb AS doc),
   latest AS (
     SELECT x.* FROM batch, jsonb_array_elements(batch.doc -> 'latest') AS i(idx),
@@ -63,24 +60,31 @@ const WRITE_BATCH_SQL = `
       content_hash = excluded.content_hash, registered_at = excluded.registered_at,
       updated_at = excluded.updated_at, last_heartbeat = excluded.last_heartbeat,
       removed_at = excluded.removed_at, removal_reason = excluded.removal_reason
-    RETURNING 1),
-  leases AS (
-    INSERT INTO node_leases (namespace, node_id, incarnation, ttl_ms, online, last_heartbeat)
-    SELECT namespace, node_id, incarnation, lease_ttl_ms, status = 'online', last_heartbeat FROM latest
-    ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
-      online = excluded.online, last_heartbeat = excluded.last_heartbeat
-    RETURNING 1),
-  changes AS (
+    RETURNING 1)
+  INSERT INTO node_leases (namespace, node_id, incarnation, ttl_ms, online, last_heartbeat)
+  SELECT namespace, node_id, incarnation, lease_ttl_ms, status = 'online', last_heartbeat
+  FROM latest WHERE (SELECT count(*) FROM records) >= 0
+  ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
+    online = excluded.online, last_heartbeat = excluded.last_heartbeat`;
+
+/** $1: the version before the batch; $2: the batch document; $3, $4: notify channel and payload. */
+const WRITE_CHANGES_SQL = `
+  WITH changes AS (
     INSERT INTO topology_changes (version, namespace, node_id, change_type, changed_fields, reason, changed_at, node)
-    SELECT (c ->> 'version')::bigint, c ->> 'namespace', c ->> 'node_id', c ->> 'change_type',
-           ARRAY(SELECT jsonb_array_elements_text(c -> 'changed_fields')), c ->> 'reason',
-           (c ->> 'changed_at')::timestamptz, c -> 'node'
-    FROM batch, jsonb_array_elements(batch.doc -> 'changes') AS c
-    RETURNING 1),
-  state AS (UPDATE topology_state SET version = $2 WHERE id = 1 RETURNING version)
-  SELECT (SELECT count(*) FROM records) AS records, (SELECT count(*) FROM leases) AS leases,
-         (SELECT count(*) FROM changes) AS changes,
-         pg_notify($3, (SELECT version FROM state) || ':' || $4::text) AS notified`;
+    SELECT $1::bigint + c.ordinality, c.value ->> 'namespace', c.value ->> 'node_id', c.value ->> 'change_type',
+           ARRAY(SELECT jsonb_array_elements_text(c.value -> 'changed_fields')), c.value ->> 'reason',
+           (c.value ->> 'changed_at')::timestamptz, c.value -> 'node'
+    FROM jsonb_array_elements($2::jsonb -> 'changes') WITH ORDINALITY AS c
+    RETURNING 1)
+  SELECT (SELECT count(*) FROM changes) AS changes, pg_notify($3, $4)`;
+
+/** Advisory lock class of per-node write locks (the two-key form, apart from other locks). */
+const NODE_LOCK_CLASS = 0x7263;
+
+/** A node's write lock key: 32 bits of a hash of its identity (a collision only serialises more). */
+function keyLock(namespace: string, nodeId: string): number {
+  return createHash('sha1').update(namespace).update('\u0000').update(nodeId).digest().readInt32BE(0);
+}
 
 interface NodeRow {
   namespace: string;
@@ -281,33 +285,33 @@ export class SqlStore implements Store {
   async applyWrites(writes: NodeWrite[], nowMs: number): Promise<WriteOutcome[]> {
     if (writes.length === 0) return [];
     const nowIso = new Date(nowMs).toISOString();
+    const keys = writes.map((write) =>
+      write.kind === 'register'
+        ? { namespace: write.registration.namespace, node_id: write.registration.node_id }
+        : { namespace: write.namespace, node_id: write.node_id },
+    );
     return this.client.transaction(async (tx) => {
-      // Locking the version row serialises writers, so versions commit in the order they are given.
-      const state = await tx.query<{ version: string | number }>(
-        'UPDATE topology_state SET version = version WHERE id = 1 RETURNING version',
-      );
-      let version = Number(state.rows[0]?.version ?? 0);
-      const current = await this.fetchForWrite(tx, writes);
+      // Writers of the same node serialise on its key lock, taken in one order to rule out deadlock;
+      // batches of other nodes write their rows side by side.
+      const current = await this.lockAndFetch(tx, keys);
 
       const outcomes: WriteOutcome[] = [];
       const changes: TopologyChange[] = [];
       /** Per node, the index in `changes` of its last change: the record the table keeps. */
       const latest = new Map<string, number>();
-      for (const write of writes) {
-        const key = write.kind === 'register'
-          ? nodeKey(write.registration.namespace, write.registration.node_id)
-          : nodeKey(write.namespace, write.node_id);
+      writes.forEach((write, index) => {
+        const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
+        const key = nodeKey(namespace, node_id);
         const found = current.get(key);
         const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
         if ('status' in plan) {
           outcomes.push(plan);
-          continue;
+          return;
         }
-        version += 1;
         const change: TopologyChange = {
-          version,
-          namespace: plan.record.namespace,
-          node_id: plan.record.node_id,
+          version: 0,
+          namespace,
+          node_id,
           change_type: plan.changeType,
           changed_fields: plan.fields,
           reason: plan.reason,
@@ -319,29 +323,36 @@ export class SqlStore implements Store {
         outcomes.push({ status: 'changed', change });
         // Later writes of the same batch see this one's result.
         current.set(key, { record: plan.record, leaseMs: Date.parse(plan.record.last_heartbeat) });
-      }
+      });
       if (changes.length === 0) return outcomes;
 
-      // One statement writes the records, their leases, the change rows and the version, and wakes
-      // the other instances: one round trip, and the batch serialised once.
-      await tx.query(WRITE_BATCH_SQL, [
-        JSON.stringify({ changes, latest: [...latest.values()] }),
-        version,
-        NOTIFY_CHANNEL,
-        this.instanceToken,
-      ]);
+      const document = JSON.stringify({ changes, latest: [...latest.values()] });
+      await tx.query(WRITE_RECORDS_SQL, [document]);
+      // Versions are taken last, under the topology_state row lock held until commit: commits happen
+      // in version order and a rollback returns the numbers, so the log stays gap-free.
+      const state = await tx.query<{ version: string | number }>(
+        'UPDATE topology_state SET version = version + $1 WHERE id = 1 RETURNING version',
+        [changes.length],
+      );
+      const last = Number(state.rows[0]?.version ?? changes.length);
+      changes.forEach((change, index) => {
+        change.version = last - changes.length + 1 + index;
+      });
+      await tx.query(WRITE_CHANGES_SQL, [last - changes.length, document, NOTIFY_CHANNEL, `${last}:${this.instanceToken}`]);
       return outcomes;
     });
   }
 
-  private async fetchForWrite(
+  private async lockAndFetch(
     tx: SqlExecutor,
-    writes: NodeWrite[],
+    keys: Array<{ namespace: string; node_id: string }>,
   ): Promise<Map<string, { record: NodeRecord; leaseMs: number | undefined }>> {
-    const keys = writes.map((write) =>
-      write.kind === 'register'
-        ? { namespace: write.registration.namespace, node_id: write.registration.node_id }
-        : { namespace: write.namespace, node_id: write.node_id },
+    const lockKeys = [...new Set(keys.map((key) => keyLock(key.namespace, key.node_id)))].sort((a, b) => a - b);
+    // The locks are a statement of their own: a read in the same statement would use a snapshot
+    // taken before the wait for a lock ended, and miss the write that held it.
+    await tx.query(
+      `SELECT count(pg_advisory_xact_lock(${NODE_LOCK_CLASS}, k::int)) FROM jsonb_array_elements_text($1::jsonb) AS k`,
+      [JSON.stringify(lockKeys)],
     );
     const result = await tx.query<NodeRow>(
       `SELECT r.*, (extract(epoch from l.last_heartbeat) * 1000)::float8 AS lease_heartbeat_ms

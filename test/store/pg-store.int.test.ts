@@ -52,6 +52,9 @@ describe('PostgreSQL store across connections', () => {
     assert.equal(first, true);
     assert.equal(second, false);
     await a.close();
+    // The server ends the closed session asynchronously; the duty moves at one of the next sweeps.
+    const deadline = Date.now() + 5000;
+    while (!(await b.holdsDuty('sweeper')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.equal(await b.holdsDuty('sweeper'), true);
     a = await openStore({ kind: 'postgres', url: database.url });
     assert.equal(await a.holdsDuty('sweeper'), false);
@@ -70,5 +73,28 @@ describe('PostgreSQL store across connections', () => {
     await Promise.all(batches);
     const page = await a.changesSince(start, 1000);
     assert.deepEqual(page.changes.map((c) => c.version), Array.from({ length: 200 }, (_, i) => start + i + 1));
+  });
+
+  it('orders racing writes of one node by their key lock: the newest incarnation wins, versions follow', async () => {
+    const start = await a.currentVersion();
+    const incarnations = Array.from({ length: 20 }, (_, i) => i + 1).sort(() => Math.random() - 0.5);
+    const outcomes = await Promise.all(
+      incarnations.map((incarnation, i) =>
+        (i % 2 === 0 ? a : b).applyWrites(
+          [{ kind: 'register', registration: fromDagi({ node_id: 'contended', hostname: `h${incarnation}`, role: 'r', incarnation }, { leaseTtlMs: 60_000 }) }],
+          Date.now(),
+        ),
+      ),
+    );
+    assert.equal((await a.getNode('default', 'contended'))?.incarnation, 20);
+    const rejected = outcomes.flat().filter((o) => o.status === 'rejected');
+    assert.ok(rejected.every((o) => o.status === 'rejected' && o.error.code === 'STALE_INCARNATION'));
+    const changes = (await a.changesSince(start, 1000)).changes.filter((c) => c.node_id === 'contended');
+    assert.equal(changes.length, 20 - rejected.length);
+    const seen = changes.map((c) => c.node.incarnation);
+    assert.deepEqual(seen, [...seen].sort((x, y) => x - y), 'each accepted write is newer than the one before it');
+    assert.equal(seen.at(-1), 20);
+    const versions = (await a.changesSince(start, 1000)).changes.map((c) => c.version);
+    assert.deepEqual(versions, Array.from({ length: versions.length }, (_, i) => start + i + 1));
   });
 });

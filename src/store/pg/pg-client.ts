@@ -16,6 +16,7 @@ export class PgClient implements SqlClient {
   private readonly options: PgClientOptions;
   private lockClient: pg.PoolClient | null = null;
   private readonly heldLocks = new Set<number>();
+  private closing: Promise<void> | null = null;
 
   constructor(options: PgClientOptions) {
     this.options = options;
@@ -90,11 +91,16 @@ export class PgClient implements SqlClient {
     return locked;
   }
 
-  async close(): Promise<void> {
-    if (this.lockClient) {
-      this.lockClient.release(true);
-      this.lockClient = null;
-    }
-    await this.pool.end();
+  /** Idempotent: pg's Pool.end() never settles when called a second time. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.lockClient) {
+        this.lockClient.release(true);
+        this.lockClient = null;
+      }
+      this.heldLocks.clear();
+      await this.pool.end();
+    })();
+    return this.closing;
   }
 }
