@@ -67,16 +67,23 @@ const WRITE_RECORDS_SQL = `
   ON CONFLICT (namespace, node_id) DO UPDATE SET incarnation = excluded.incarnation, ttl_ms = excluded.ttl_ms,
     online = excluded.online, last_heartbeat = excluded.last_heartbeat`;
 
-/** $1: the version before the batch; $2: the batch document; $3, $4: notify channel and payload. */
+/**
+ * $1: the batch document; $2: how many changes; $3, $4: notify channel and this store's token.
+ * Takes the versions and writes the change rows in one statement, so the version lock is held
+ * for that statement and the commit only.
+ */
 const WRITE_CHANGES_SQL = `
-  WITH changes AS (
+  WITH state AS (UPDATE topology_state SET version = version + $2 WHERE id = 1 RETURNING version),
+  changes AS (
     INSERT INTO topology_changes (version, namespace, node_id, change_type, changed_fields, reason, changed_at, node)
-    SELECT $1::bigint + c.ordinality, c.value ->> 'namespace', c.value ->> 'node_id', c.value ->> 'change_type',
-           ARRAY(SELECT jsonb_array_elements_text(c.value -> 'changed_fields')), c.value ->> 'reason',
-           (c.value ->> 'changed_at')::timestamptz, c.value -> 'node'
-    FROM jsonb_array_elements($2::jsonb -> 'changes') WITH ORDINALITY AS c
+    SELECT (SELECT version FROM state) - $2 + c.ordinality, c.value ->> 'namespace', c.value ->> 'node_id',
+           c.value ->> 'change_type', ARRAY(SELECT jsonb_array_elements_text(c.value -> 'changed_fields')),
+           c.value ->> 'reason', (c.value ->> 'changed_at')::timestamptz, c.value -> 'node'
+    FROM jsonb_array_elements($1::jsonb -> 'changes') WITH ORDINALITY AS c
     RETURNING 1)
-  SELECT (SELECT count(*) FROM changes) AS changes, pg_notify($3, $4)`;
+  SELECT version, (SELECT count(*) FROM changes) AS changes,
+         pg_notify($3, version || ':' || $4::text) AS notified
+  FROM state`;
 
 /** Advisory lock class of per-node write locks (the two-key form, apart from other locks). */
 const NODE_LOCK_CLASS = 0x7263;
@@ -330,15 +337,11 @@ export class SqlStore implements Store {
       await tx.query(WRITE_RECORDS_SQL, [document]);
       // Versions are taken last, under the topology_state row lock held until commit: commits happen
       // in version order and a rollback returns the numbers, so the log stays gap-free.
-      const state = await tx.query<{ version: string | number }>(
-        'UPDATE topology_state SET version = version + $1 WHERE id = 1 RETURNING version',
-        [changes.length],
-      );
+      const state = await tx.query<{ version: string | number }>(WRITE_CHANGES_SQL, [document, changes.length, NOTIFY_CHANNEL, this.instanceToken]);
       const last = Number(state.rows[0]?.version ?? changes.length);
       changes.forEach((change, index) => {
         change.version = last - changes.length + 1 + index;
       });
-      await tx.query(WRITE_CHANGES_SQL, [last - changes.length, document, NOTIFY_CHANNEL, `${last}:${this.instanceToken}`]);
       return outcomes;
     });
   }
