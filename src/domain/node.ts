@@ -1,6 +1,7 @@
 // The registry's model: a node's registration record, the changes that move it, and how both
 // registration shapes of the wire (OmniNode introspection, DAGI) become one registration.
 import { createHash, randomUUID } from 'node:crypto';
+import { RollcallError } from './errors.js';
 import { canonicalJson, isJsonObject, type JsonObject } from './json.js';
 
 export const NODE_STATUSES = ['online', 'offline', 'removed'] as const;
@@ -254,4 +255,17 @@ export function recordFrom(
 
 export function isNodeRecord(value: unknown): value is NodeRecord {
   return isJsonObject(value) && typeof value.node_id === 'string' && typeof value.namespace === 'string';
+}
+
+export function nodeNotFound(namespace: string, nodeId: string): RollcallError {
+  return new RollcallError('NODE_NOT_FOUND', `Node ${nodeId} is not registered in namespace ${namespace}.`, {
+    details: { node_id: nodeId, namespace },
+  });
+}
+
+/** A write from an older start of the node than the one registered. */
+export function staleIncarnation(what: string, nodeId: string, incarnation: number, current: number): RollcallError {
+  return new RollcallError('STALE_INCARNATION', `${what} of ${nodeId} from incarnation ${incarnation} is older than the registered incarnation ${current}.`, {
+    details: { node_id: nodeId, incarnation, current_incarnation: current },
+  });
 }

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import { DOCUMENT_FIELDS, contentDigest, contentHash, nodeKey, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
+import { DOCUMENT_FIELDS, contentDigest, contentHash, nodeKey, nodeNotFound, staleIncarnation, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
 import { LIMITS } from '../domain/schemas.js';
 import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
@@ -166,7 +166,7 @@ export class Registry {
     this.assertRunning();
     checkDocumentSizes(registration);
     const live = this.view.get(registration.namespace, registration.node_id);
-    if (live && registration.incarnation < live.incarnation) throw staleIncarnation(registration.node_id, registration.incarnation, live.incarnation);
+    if (live && registration.incarnation < live.incarnation) throw staleIncarnation('Registration', registration.node_id, registration.incarnation, live.incarnation);
     if (live?.status === 'online' && live.incarnation === registration.incarnation && live.content_hash === contentHash(registration)) {
       // Nothing changed: this announcement is a heartbeat.
       this.renew(live);
@@ -190,13 +190,11 @@ export class Registry {
     const live = this.view.get(input.namespace, input.node_id);
     if (!live || live.status === 'removed') {
       this.metrics.heartbeats.inc({ outcome: 'unknown_node' });
-      throw new RollcallError('NODE_NOT_FOUND', `Node ${input.node_id} is not registered in namespace ${input.namespace}.`, {
-        details: { node_id: input.node_id, namespace: input.namespace },
-      });
+      throw nodeNotFound(input.namespace, input.node_id);
     }
     if (input.incarnation !== undefined && input.incarnation < live.incarnation) {
       this.metrics.heartbeats.inc({ outcome: 'stale' });
-      throw staleIncarnation(input.node_id, input.incarnation, live.incarnation);
+      throw staleIncarnation('Heartbeat', input.node_id, input.incarnation, live.incarnation);
     }
     if (live.status !== 'online' || (input.incarnation !== undefined && input.incarnation > live.incarnation)) {
       this.metrics.heartbeats.inc({ outcome: 'registration_required' });
@@ -256,9 +254,7 @@ export class Registry {
 
   get(namespace: string, nodeId: string): NodeRecord {
     const node = this.view.get(namespace, nodeId);
-    if (!node) {
-      throw new RollcallError('NODE_NOT_FOUND', `Node ${nodeId} is not registered in namespace ${namespace}.`, { details: { node_id: nodeId, namespace } });
-    }
+    if (!node) throw nodeNotFound(namespace, nodeId);
     return node;
   }
 
@@ -411,12 +407,6 @@ export class Registry {
   get acceptingWrites(): boolean {
     return !this.stopping;
   }
-}
-
-function staleIncarnation(nodeId: string, incarnation: number, current: number): RollcallError {
-  return new RollcallError('STALE_INCARNATION', `Node ${nodeId} incarnation ${incarnation} is older than the registered incarnation ${current}.`, {
-    details: { node_id: nodeId, incarnation, current_incarnation: current },
-  });
 }
 
 function checkDocumentSizes(registration: Registration): void {

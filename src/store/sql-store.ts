@@ -1,12 +1,13 @@
 // The Store written once in SQL, over either driver (node-postgres or PGlite).
 import { createHash, randomUUID } from 'node:crypto';
-import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import {
   changedFields,
   contentHash,
   nodeKey,
+  nodeNotFound,
   recordFrom,
+  staleIncarnation,
   type ChangeType,
   type NodeRecord,
   type TopologyChange,
@@ -93,31 +94,15 @@ function keyLock(namespace: string, nodeId: string): number {
   return createHash('sha1').update(namespace).update('\u0000').update(nodeId).digest().readInt32BE(0);
 }
 
-interface NodeRow {
-  namespace: string;
-  node_id: string;
-  node_name: string | null;
-  node_type: string;
-  node_version: string;
-  hostname: string | null;
-  ip: string | null;
-  role: string | null;
-  labels: string[];
-  capabilities: JsonObject;
-  endpoints: JsonObject;
-  configuration: JsonObject;
-  current_state: JsonObject;
-  metadata: JsonObject;
+/** A registration row as a driver returns it: BIGINT may come as a string, timestamps as Dates. */
+interface NodeRow extends Omit<NodeRecord, 'health_status' | 'status' | 'incarnation' | 'registered_at' | 'updated_at' | 'last_heartbeat' | 'removed_at'> {
   health_status: string;
   status: string;
   incarnation: string | number;
-  lease_ttl_ms: number;
-  content_hash: string;
   registered_at: Date | string;
   updated_at: Date | string;
   last_heartbeat: Date | string;
   removed_at: Date | string | null;
-  removal_reason: string | null;
   lease_heartbeat_ms?: number | string | null;
 }
 
@@ -192,14 +177,7 @@ function planWrite(
     case 'register': {
       const reg = write.registration;
       if (existing && reg.incarnation < existing.incarnation) {
-        return {
-          status: 'rejected',
-          error: new RollcallError(
-            'STALE_INCARNATION',
-            `Registration of ${reg.node_id} from incarnation ${reg.incarnation} is older than the registered incarnation ${existing.incarnation}.`,
-            { details: { node_id: reg.node_id, incarnation: reg.incarnation, current_incarnation: existing.incarnation } },
-          ),
-        };
+        return { status: 'rejected', error: staleIncarnation('Registration', reg.node_id, reg.incarnation, existing.incarnation) };
       }
       const live = existing?.status === 'online';
       if (live && existing.incarnation === reg.incarnation) {
@@ -219,24 +197,10 @@ function planWrite(
         : { record, changeType: 'added', fields: [], reason: reg.reason };
     }
     case 'deregister': {
-      if (!existing || existing.status === 'removed') {
-        if (existing) return { status: 'unchanged', node: existing };
-        return {
-          status: 'rejected',
-          error: new RollcallError('NODE_NOT_FOUND', `Node ${write.node_id} is not registered in namespace ${write.namespace}.`, {
-            details: { node_id: write.node_id, namespace: write.namespace },
-          }),
-        };
-      }
+      if (!existing) return { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
+      if (existing.status === 'removed') return { status: 'unchanged', node: existing };
       if (write.incarnation !== undefined && write.incarnation < existing.incarnation) {
-        return {
-          status: 'rejected',
-          error: new RollcallError(
-            'STALE_INCARNATION',
-            `Tombstone of ${write.node_id} from incarnation ${write.incarnation} is older than the registered incarnation ${existing.incarnation}.`,
-            { details: { node_id: write.node_id, incarnation: write.incarnation, current_incarnation: existing.incarnation } },
-          ),
-        };
+        return { status: 'rejected', error: staleIncarnation('Tombstone', write.node_id, write.incarnation, existing.incarnation) };
       }
       const record: NodeRecord = {
         ...existing,
@@ -249,7 +213,7 @@ function planWrite(
     }
     case 'expire': {
       if (!existing || existing.status !== 'online' || existing.incarnation !== write.incarnation) {
-        return existing ? { status: 'unchanged', node: existing } : notFound(write);
+        return existing ? { status: 'unchanged', node: existing } : { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
       }
       const heartbeat = Math.max(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat), write.graceFromMs);
       if (heartbeat + existing.lease_ttl_ms > nowMs) return { status: 'unchanged', node: existing };
@@ -264,15 +228,6 @@ function planWrite(
       return { record, changeType: 'removed', fields: ['status'], reason: 'lease_expired' };
     }
   }
-}
-
-function notFound(write: { namespace: string; node_id: string }): WriteOutcome {
-  return {
-    status: 'rejected',
-    error: new RollcallError('NODE_NOT_FOUND', `Node ${write.node_id} is not registered in namespace ${write.namespace}.`, {
-      details: { node_id: write.node_id, namespace: write.namespace },
-    }),
-  };
 }
 
 export class SqlStore implements Store {
