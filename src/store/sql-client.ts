@@ -21,12 +21,3 @@ export interface SqlClient extends SqlExecutor {
   close(): Promise<void>;
   readonly dialect: 'postgres' | 'pglite';
 }
-
-/** SQLSTATEs rollcall branches on. */
-export const SQLSTATE = {
-  UNIQUE_VIOLATION: '23505',
-  UNDEFINED_TABLE: '42P01',
-  SERIALIZATION_FAILURE: '40001',
-  DEADLOCK_DETECTED: '40P01',
-  INVALID_CATALOG_NAME: '3D000',
-} as const;
