@@ -14,8 +14,11 @@ export interface SqlClient extends SqlExecutor {
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   /** Runs a script of several statements (migrations). */
   exec(script: string): Promise<void>;
-  /** Called with the payload of every NOTIFY on `channel`; returns an unsubscribe function. */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `onNotify` with the payload of every NOTIFY on `channel`, and `onReconnect` when the
+   * listening connection was replaced (notifications may have been missed); returns an unsubscribe.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   /** Holds a session-level advisory lock on a dedicated connection while it returns true. */
   tryAdvisoryLock(key: number): Promise<boolean>;
   close(): Promise<void>;

@@ -451,11 +451,16 @@ export class SqlStore implements Store {
   }
 
   async watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>> {
-    return this.client.listen(NOTIFY_CHANNEL, (payload) => {
-      const [text, token] = payload.split(':');
-      const version = Number(text);
-      if (token !== this.instanceToken && Number.isFinite(version)) onVersion(version);
-    });
+    return this.client.listen(
+      NOTIFY_CHANNEL,
+      (payload) => {
+        const [text, token] = payload.split(':');
+        const version = Number(text);
+        if (token !== this.instanceToken && Number.isFinite(version)) onVersion(version);
+      },
+      // Notifications were lost while the connection was down: the version is unknown.
+      () => onVersion(Number.POSITIVE_INFINITY),
+    );
   }
 
   async holdsDuty(duty: 'sweeper'): Promise<boolean> {

@@ -67,7 +67,10 @@ export interface Store {
   putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile>;
   recordHeartbeats(entries: HeartbeatLogEntry[]): Promise<void>;
   pruneHeartbeats(cutoffMs: number): Promise<number>;
-  /** Wakes `onVersion` when another writer commits; returns an unsubscribe function. */
+  /**
+   * Wakes `onVersion` when another writer commits (with Infinity when notifications may have been
+   * missed, so the caller catches up); returns an unsubscribe function.
+   */
   watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>>;
   /** True while this process holds the singleton duty `duty` (lease sweeper, purger). */
   holdsDuty(duty: 'sweeper'): Promise<boolean>;

@@ -60,14 +60,54 @@ export class PgClient implements SqlClient {
     await this.pool.query(script);
   }
 
-  async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
-    const client = await this.pool.connect();
-    client.on('notification', (message) => {
-      if (message.channel === channel) onNotify(message.payload ?? '');
-    });
-    client.on('error', (error) => this.options.onError?.(error));
-    await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+  /**
+   * LISTENs on a dedicated connection; when that connection dies it listens again on a new one,
+   * retrying until it succeeds or is unsubscribed. `onReconnect` hears of each new connection,
+   * since notifications sent meanwhile are lost.
+   */
+  async listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>> {
+    let current: pg.PoolClient | null = null;
+    let stopped = false;
+    let retry: NodeJS.Timeout | null = null;
+    const subscribe = async (): Promise<void> => {
+      const client = await this.pool.connect();
+      client.on('notification', (message) => {
+        if (message.channel === channel) onNotify(message.payload ?? '');
+      });
+      client.on('error', (error) => {
+        this.options.onError?.(error);
+        if (current !== client) return;
+        current = null;
+        client.release(error);
+        resubscribe(250);
+      });
+      try {
+        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (error) {
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+      current = client;
+    };
+    const resubscribe = (delayMs: number): void => {
+      if (stopped || retry) return;
+      retry = setTimeout(() => {
+        retry = null;
+        if (stopped) return;
+        subscribe().then(
+          () => onReconnect?.(),
+          () => resubscribe(Math.min(delayMs * 2, 5000)),
+        );
+      }, delayMs);
+      retry.unref();
+    };
+    await subscribe();
     return async () => {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      const client = current;
+      current = null;
+      if (!client) return;
       await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
       client.release();
     };
@@ -78,9 +118,11 @@ export class PgClient implements SqlClient {
     if (!this.lockClient) {
       const client = await this.pool.connect();
       client.on('error', (error) => {
-        // The session died: every lock it held is gone, and so is the claim on duties.
+        // The session died: every lock it held is gone, and so is the claim on duties. The dead
+        // client goes back to the pool to be discarded (else pool.end() would wait for it forever).
         this.heldLocks.clear();
-        this.lockClient = null;
+        if (this.lockClient === client) this.lockClient = null;
+        client.release(error);
         this.options.onError?.(error);
       });
       this.lockClient = client;

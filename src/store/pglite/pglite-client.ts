@@ -33,6 +33,7 @@ export class PgliteClient implements SqlClient {
     await this.db.exec(script);
   }
 
+  /** In-process: the connection cannot drop, so there is never a reconnect to report. */
   async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
     return this.db.listen(channel, onNotify);
   }
