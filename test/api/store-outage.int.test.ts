@@ -5,6 +5,7 @@ import { createServer, type Server, type Socket, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+import { waitFor } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
 /** Forwards a local port to PostgreSQL until cut; restore() listens on the same port again. */
@@ -42,16 +43,6 @@ class CuttableProxy {
     this.server = null;
     for (const socket of this.sockets) socket.destroy();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -93,12 +84,12 @@ describe('store outage', () => {
     assert.equal((await json(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'before-outage' } })).status, 200);
 
     await proxy.listen();
-    const recovered = await until('writes to succeed again', async () => {
+    const recovered = await waitFor('writes to succeed again', async () => {
       const response = await register('after-outage');
       return response.status === 201 ? response : undefined;
-    });
+    }, 15_000);
     assert.equal(recovered.body.outcome, 'added');
-    await until('health to recover', async () => ((await json(`${t.url}/health`)).status === 200 ? true : undefined));
+    await waitFor('health to recover', async () => ((await json(`${t.url}/health`)).status === 200 ? true : undefined), 15_000);
 
     // What was acknowledged is in the database; what was refused is not.
     const direct = new pg.Client({ connectionString: database.url });
@@ -107,12 +98,12 @@ describe('store outage', () => {
       const rows = await direct.query<{ node_id: string }>(`SELECT node_id FROM node_registrations WHERE role = 'outage' ORDER BY node_id`);
       assert.deepEqual(rows.rows.map((row) => row.node_id), ['after-outage', 'before-outage']);
       // The heartbeat sent during the outage reached the lease table once the store came back.
-      const lease = await until('the held heartbeat to be flushed', async () => {
+      const lease = await waitFor('the held heartbeat to be flushed', async () => {
         const result = await direct.query<{ renewed: boolean }>(
           `SELECT l.last_heartbeat > r.registered_at AS renewed FROM node_leases l JOIN node_registrations r USING (namespace, node_id) WHERE node_id = 'before-outage'`,
         );
         return result.rows[0]?.renewed ? true : undefined;
-      });
+      }, 15_000);
       assert.equal(lease, true);
     } finally {
       await direct.end();
@@ -123,7 +114,7 @@ describe('store outage', () => {
     const peer = await startTestServer({ database, config: { sweepIntervalMs: 30_000 } });
     try {
       assert.equal((await json(`${peer.url}/api/v1/nodes/register`, { body: { node_id: 'from-peer', hostname: 'p', role: 'outage' } })).status, 201);
-      await until('the peer\'s write to reach this instance', async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
+      await waitFor('the peer\'s write to reach this instance', async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
     } finally {
       await peer.stop();
     }

@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { openStore } from '../../src/store/open-store.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+import { waitFor } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
 interface Change {
@@ -16,16 +17,6 @@ interface Change {
 }
 
 const register = (url: string, body: Record<string, unknown>) => json<{ topology_version: number; outcome: string }>(`${url}/api/v1/nodes/register`, { body });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** Reads Server-Sent Events until `stop` says enough. */
 async function readEvents(url: string, headers: Record<string, string>, stop: (events: Array<{ id?: string; event: string; data: string }>) => boolean) {
@@ -140,10 +131,10 @@ describe('topology readers', () => {
       await new Promise((resolve) => setTimeout(resolve, 250));
       assert.equal((await json(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'lease-1' } })).status, 200, 'heartbeats keep it online past its TTL');
     }
-    const offline = await until('lease expiry', async () => {
+    const offline = await waitFor('lease expiry', async () => {
       const node = await json<{ status: string; removal_reason: string }>(`${t.url}/api/v1/nodes/lease-1`);
       return node.body.status === 'offline' ? node.body : undefined;
-    });
+    }, 8000);
     assert.equal(offline.removal_reason, 'lease_expired');
     const changes = await json<{ changes: Change[] }>(`${t.url}/api/v1/topology/changes?since=${since}`);
     const mine = changes.body.changes.filter((c) => c.node_id === 'lease-1');
@@ -219,18 +210,18 @@ describe('two instances on one database', () => {
 
   it('shows a registration made on one instance in the other\'s live view', async () => {
     await register(a.url, { node_id: 'shared-1', hostname: 's', role: 'r', labels: ['x'] });
-    const seen = await until('replication to b', async () => {
+    const seen = await waitFor('replication to b', async () => {
       const got = await json<{ labels: string[] }>(`${b.url}/api/v1/nodes/shared-1`);
       return got.status === 200 ? got.body : undefined;
     }, 3000);
     assert.deepEqual(seen.labels, ['x']);
     const va = (await json<{ version: number }>(`${a.url}/api/v1/topology`)).body.version;
-    await until('b at the same version', async () => ((await json<{ version: number }>(`${b.url}/api/v1/topology`)).body.version === va ? true : undefined), 3000);
+    await waitFor('b at the same version', async () => ((await json<{ version: number }>(`${b.url}/api/v1/topology`)).body.version === va ? true : undefined), 3000);
   });
 
   it('counts heartbeats sent to either instance and expires a lapsed lease exactly once', async () => {
     await register(a.url, { node_id: 'shared-lease', hostname: 's', role: 'r', lease_ttl_seconds: 1 });
-    await until('b sees it', async () => ((await json(`${b.url}/api/v1/nodes/shared-lease`)).status === 200 ? true : undefined), 3000);
+    await waitFor('b sees it', async () => ((await json(`${b.url}/api/v1/nodes/shared-lease`)).status === 200 ? true : undefined), 3000);
     const since = (await json<{ version: number }>(`${a.url}/api/v1/topology`)).body.version;
     for (let i = 0; i < 6; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -238,7 +229,7 @@ describe('two instances on one database', () => {
       assert.equal((await json(`${b.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'shared-lease' } })).status, 200);
     }
     assert.equal((await json<{ status: string }>(`${a.url}/api/v1/nodes/shared-lease`)).body.status, 'online');
-    await until('expiry', async () => ((await json<{ status: string }>(`${a.url}/api/v1/nodes/shared-lease`)).body.status === 'offline' ? true : undefined));
+    await waitFor('expiry', async () => ((await json<{ status: string }>(`${a.url}/api/v1/nodes/shared-lease`)).body.status === 'offline' ? true : undefined), 8000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const changes = await json<{ changes: Change[] }>(`${a.url}/api/v1/topology/changes?since=${since}`);
     const removals = changes.body.changes.filter((c) => c.node_id === 'shared-lease' && c.change_type === 'removed');

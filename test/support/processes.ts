@@ -187,3 +187,8 @@ export async function pollUntil<T>(
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
   }
 }
+
+/** Polls `probe` until it returns a value other than undefined, and returns that value. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  return (await pollUntil(probe, (value) => value !== undefined, { what, timeoutMs })) as T;
+}
