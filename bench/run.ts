@@ -3,35 +3,92 @@
 //   npm run bench                 full run (~100k nodes, 10 s phases; a few minutes on 2 cores)
 //   BENCH_QUICK=1 npm run bench   smoke run (10k nodes, 2 s phases)
 //
+// Four sections, each with its own server children and databases: the HTTP API (here), the Kafka
+// event plane (bench/kafka.ts: introspections/s and heartbeats/s through Kafka into the store, and
+// produce → TOPOLOGY_DIFF latency; about a minute, 20 s with BENCH_QUICK=1), Consul
+// (bench/consul.ts: registrations/s with the Consul sink on and off against a second instance, the
+// sink's projection lag, and 1,000 blocking queries woken by one change; under 90 s, 30 s quick),
+// and signing (bench/signing.ts: registrations/s through POST /api/v1/introspection with signature
+// verification in enforce mode next to the same pre-signed load with it off; about 40 s, 20 s quick).
+//
 // Environment:
 //   BENCH_DATABASE_URL      admin URL (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
 //                           database rollcall_bench_<random> is created through it and dropped at the end
 //   BENCH_QUICK=1           shrink every phase for a smoke run
+//   BENCH_ONLY=kafka        run only these sections (comma separated): http, kafka, consul, signing
+//                           (default all)
+//   BENCH_KAFKA_BROKERS     Kafka for the kafka section (default ROLLCALL_KAFKA_BROKERS, else
+//                           127.0.0.1:9092; `bash scripts/kafka start` runs one); the section is
+//                           skipped when it does not answer, unless BENCH_ONLY asks for it
 //   BENCH_SERVER_NODE_ARGS  extra node flags for the server child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 //
 // It prints figures next to the targets and writes them to bench/results/latest.json. It never
 // judges the figures by its exit code: it exits non-zero only when something broke (the server did
 // not start or died, a request failed or got a non-2xx answer).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
+import { join } from 'node:path';
 import pg from 'pg';
 import { redactUrl } from '../src/config/config.js';
 import { PACKAGE } from '../src/version.js';
+import {
+  ADMIN_URL,
+  JSON_HEADERS,
+  QUICK,
+  SERVER_NODE_ARGS,
+  cannon,
+  cleanupAll,
+  cpuBetween,
+  cpuContext,
+  cpuSnapshot,
+  createDatabase,
+  deferCleanup,
+  describeFailures,
+  fleet,
+  fmt,
+  getJson,
+  log,
+  mb,
+  measure,
+  metricValue,
+  metricsText,
+  ms,
+  nodeId,
+  percentiles,
+  projectRoot,
+  readProcStatus,
+  readRssMb,
+  registrationBody,
+  registrationBodyNext,
+  sleep,
+  startServerChild,
+  stopServerChild,
+  table,
+  verdict,
+  withDatabase,
+  type CpuUse,
+  type Machine,
+  type Percentiles,
+  type Server,
+} from './common.js';
+import { consulSection } from './consul.js';
+import { kafkaSection } from './kafka.js';
+import { signingSection } from './signing.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const QUICK = process.env.BENCH_QUICK === '1';
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const SERVER_NODE_ARGS = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((arg) => arg !== '');
+const ALL_SECTIONS = ['http', 'kafka', 'consul', 'signing'] as const;
+type Section = (typeof ALL_SECTIONS)[number];
+/** BENCH_ONLY=http, kafka, consul or signing (comma separated) runs only those sections. */
+const SECTIONS = new Set<Section>(
+  (process.env.BENCH_ONLY ?? ALL_SECTIONS.join(','))
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name): name is Section => (ALL_SECTIONS as readonly string[]).includes(name)),
+);
 
 const SETTINGS = QUICK
   ? { phaseSeconds: 2, warmupSeconds: 0.5, listSeconds: 1, singleSeconds: 1, totalNodes: 10_000, heartbeatNodes: 2_000 }
@@ -52,374 +109,14 @@ const TARGETS = {
 
 const REGISTER_PATH = '/api/v1/nodes/register';
 const HEARTBEAT_PATH = '/api/v1/nodes/heartbeat';
-const JSON_HEADERS = { 'content-type': 'application/json' };
 
-function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
-}
-
-function gc(): void {
-  (globalThis as { gc?: () => void }).gc?.();
-}
-
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < 5; depth += 1) {
-    if (existsSync(join(dir, 'bin', 'rollcall.js')) && existsSync(join(dir, 'package.json'))) return dir;
-    dir = resolve(dir, '..');
-  }
-  throw new Error('cannot find the project root (bin/rollcall.js) above the benchmark');
-}
-
-// ---------------------------------------------------------------------------------------------
-// The fleet: node i always has the same id and document, so later phases can address earlier nodes.
-
-const ZONES = ['zone-a', 'zone-b', 'zone-c', 'zone-d'] as const;
-const MODELS = ['llama-3-8b-instruct', 'mistral-7b-v0.3', 'whisper-large-v3', 'bge-m3', 'sdxl-turbo', 'qwen2-72b'] as const;
-
-/** Distinct for every i, spread over the key space the way random ids are (not appended in order). */
-function nodeId(i: number): string {
-  return `node-${(Math.imul(i + 1, 2654435761) >>> 0).toString(16).padStart(8, '0')}-${i}`;
-}
-
-function registrationBody(i: number): string {
-  const zone = ZONES[i % ZONES.length] as string;
-  const gpu = i % 8 === 0;
-  const labels = [zone, `rack-${i % 32}`, i % 2 === 0 ? 'ssd' : 'hdd', 'bench'];
-  if (i % 1000 === 7) labels.push('canary');
-  return JSON.stringify({
-    node_id: nodeId(i),
-    hostname: `host-${i}.${zone}.bench.internal`,
-    ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-    role: `worker-${i % 10}`,
-    labels,
-    node_type: 'node',
-    node_version: i % 100 === 0 ? '2.0.1' : `1.${i % 7}.${i % 3}`,
-    lease_ttl_seconds: 3600,
-    endpoints: { api: `http://10.${(i >> 8) & 255}.${i & 255}.1:8080`, metrics: `http://10.${(i >> 8) & 255}.${i & 255}.1:9100/metrics` },
-    capabilities: {
-      gpu,
-      gpu_model: gpu ? 'nvidia-a100-80gb' : null,
-      gpu_count: gpu ? 1 + (i % 4) : 0,
-      cpu: { cores: 8 << (i % 3), threads: 16 << (i % 3), arch: 'x86_64', model: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz' },
-      memory_mb: 32_768 << (i % 3),
-      disk: { type: i % 2 === 0 ? 'nvme' : 'hdd', size_gb: 960 << (i % 4), free_gb: 400 + (i % 500) },
-      network: { bandwidth_gbps: 25, rdma: gpu },
-      runtimes: ['python3.11', 'cuda-12.2', 'onnxruntime-1.17', 'triton-2.41'],
-      models: [MODELS[i % MODELS.length], MODELS[(i + 1) % MODELS.length], MODELS[(i + 3) % MODELS.length]],
-      max_concurrent_jobs: 4 + (i % 12),
-      queues: ['default', `priority-${i % 3}`, 'batch'],
-      features: { streaming: true, batching: i % 3 !== 0, quantization: ['fp16', 'int8'], tensor_parallel: gpu },
-    },
-    metadata: {
-      version: '1.4.2',
-      region: 'eu-west-1',
-      datacenter: `dc-${i % 3}`,
-      owner: 'platform-team',
-      build: { commit: '9f1c2e7b4a0d', built_at: '2024-05-14T09:12:00Z' },
-      os: 'linux 6.1.0-18-amd64',
-    },
-  });
-}
-
+// The fleet (node i always the same id and document) and the autocannon load live in common.ts.
 function heartbeatBody(i: number): string {
   return `{"node_id":"${nodeId(i)}"}`;
 }
 
-/** Hands out node numbers: each one registered exactly once. */
-const fleet = { next: 0 };
-
-// ---------------------------------------------------------------------------------------------
-// Statistics
-
-interface Percentiles {
-  samples: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-}
-
-function percentiles(values: number[]): Percentiles {
-  const sorted = Float64Array.from(values).sort();
-  const n = sorted.length;
-  const at = (q: number): number => (n === 0 ? NaN : (sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))] as number));
-  let sum = 0;
-  for (const value of sorted) sum += value;
-  const round = (value: number): number => Math.round(value * 1000) / 1000;
-  return { samples: n, mean: round(n === 0 ? NaN : sum / n), p50: round(at(0.5)), p90: round(at(0.9)), p99: round(at(0.99)), p999: round(at(0.999)), max: round(n === 0 ? NaN : (sorted[n - 1] as number)) };
-}
-
-interface LoadStats {
-  connections: number;
-  seconds: number;
-  responses: number;
-  perSecond: number;
-  ok: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-  /** Client-side latency from writing the request to its complete response, in ms. */
-  latencyMs: Percentiles;
-}
-
-function describeFailures(stats: { non2xx: number; errors: number; timeouts?: number; statusCodes: Record<string, number> }): string | null {
-  if (stats.non2xx === 0 && stats.errors === 0) return null;
-  return `${stats.non2xx} non-2xx (${JSON.stringify(stats.statusCodes)}), ${stats.errors} errors${stats.timeouts ? ` (${stats.timeouts} timeouts)` : ''}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting: who burns the cores during a phase (server, PostgreSQL, this load generator, others).
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-interface ProcSample {
-  comm: string;
-  ticks: number;
-}
-
-/** CPU ticks (user + system) of every process, by pid. */
-function processTicks(): Map<number, ProcSample> {
-  const samples = new Map<number, ProcSample>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return samples;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      samples.set(Number(entry), { comm: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return samples;
-}
-
-function commandLine(pid: number, fallback: string): string {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '');
-    const text = args.length === 0 ? fallback : args.join(' ');
-    return text.length > 70 ? `${text.slice(0, 67)}...` : text;
-  } catch {
-    return fallback;
-  }
-}
-
-function machineTicks(): { busy: number; total: number } {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-    const values = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    const total = values.reduce((sum, value) => sum + value, 0);
-    const idle = (values[3] ?? 0) + (values[4] ?? 0);
-    return { busy: total - idle, total };
-  } catch {
-    return { busy: NaN, total: NaN };
-  }
-}
-
-interface CpuSnapshot {
-  at: number;
-  processes: Map<number, ProcSample>;
-  /** PostgreSQL backends serving other databases: their work is not ours. */
-  foreignBackends: Set<number>;
-  machine: { busy: number; total: number };
-}
-
-/** CPU use over a phase, in % of one core (the machine has cores × 100 %). */
-interface CpuUse {
-  server: number;
-  postgres: number;
-  loadgen: number;
-  other: number;
-  machine_busy: number;
-  /** The biggest consumers outside this benchmark, e.g. "node test/e2e/... 45%". */
-  other_top: string[];
-}
-
-/** Client backends of other databases (tests running meanwhile, …), via pg_stat_activity. */
-async function foreignBackends(databaseUrl: string | null, ownDatabase: string): Promise<Set<number>> {
-  const pids = new Set<number>();
-  if (databaseUrl === null) return pids;
-  const client = new pg.Client({ connectionString: databaseUrl });
-  try {
-    await client.connect();
-    const result = await client.query<{ pid: number }>(
-      `SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS DISTINCT FROM $1 AND pid <> pg_backend_pid()`,
-      [ownDatabase],
-    );
-    for (const row of result.rows) pids.add(row.pid);
-  } catch {
-    // best effort
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-  return pids;
-}
-
-const cpuContext = { databaseUrl: null as string | null, database: '' };
-
-async function cpuSnapshot(): Promise<CpuSnapshot> {
-  const foreign = await foreignBackends(cpuContext.databaseUrl, cpuContext.database);
-  return { at: performance.now(), processes: processTicks(), foreignBackends: foreign, machine: machineTicks() };
-}
-
-function cpuBetween(before: CpuSnapshot, after: CpuSnapshot, serverPid: number | undefined): CpuUse {
-  const seconds = (after.at - before.at) / 1000;
-  const pct = (cpuSeconds: number): number => Math.round((cpuSeconds / seconds) * 1000) / 10;
-  let server = 0;
-  let loadgen = 0;
-  let postgres = 0;
-  const others: Array<{ label: string; seconds: number }> = [];
-  for (const [pid, sample] of after.processes) {
-    const delta = (sample.ticks - (before.processes.get(pid)?.ticks ?? 0)) / CLOCK_TICKS;
-    if (delta <= 0) continue;
-    if (pid === serverPid) server += delta;
-    else if (pid === process.pid) loadgen += delta;
-    else if (sample.comm === 'postgres' && !before.foreignBackends.has(pid) && !after.foreignBackends.has(pid)) postgres += delta;
-    else others.push({ label: sample.comm === 'postgres' ? 'postgres (other databases)' : commandLine(pid, sample.comm), seconds: delta });
-  }
-  const busy = (after.machine.busy - before.machine.busy) / CLOCK_TICKS;
-  const grouped = new Map<string, number>();
-  for (const { label, seconds: used } of others) grouped.set(label, (grouped.get(label) ?? 0) + used);
-  const top = [...grouped].sort((a, b) => b[1] - a[1]).filter(([, used]) => pct(used) >= 2).slice(0, 4);
-  const other = Math.max(0, busy - server - loadgen - postgres);
-  const attributed = others.reduce((sum, { seconds: used }) => sum + used, 0);
-  const unattributed = pct(other - attributed);
-  const otherTop = top.map(([label, used]) => `${label} ${pct(used)}%`);
-  if (unattributed >= 5) otherTop.push(`processes that came and went during the phase ${unattributed}%`);
-  return {
-    server: pct(server),
-    postgres: pct(postgres),
-    loadgen: pct(loadgen),
-    other: pct(other),
-    machine_busy: pct(busy),
-    other_top: otherTop,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server child and the database
-
-interface Server {
-  child: ChildProcess;
-  url: string;
-  port: number;
-  output: string[];
-  exited: Promise<number | null>;
-  exitCode: number | null | undefined;
-}
-
-/** Every server child still running: whatever happens, none outlives the benchmark. */
-const liveChildren = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of liveChildren) child.kill('SIGKILL');
-});
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once('error', fail);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => done(port));
-    });
-  });
-}
-
-async function startServerChild(root: string, databaseUrl: string): Promise<Server> {
-  const port = await freePort();
-  const args = [...SERVER_NODE_ARGS, join(root, 'bin', 'rollcall.js'), 'serve', '--database-url', databaseUrl, '--port', String(port)];
-  const child = spawn(process.execPath, args, {
-    cwd: root,
-    env: { ...process.env, ROLLCALL_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  liveChildren.add(child);
-  const output: string[] = [];
-  const server: Server = { child, url: `http://127.0.0.1:${port}`, port, output, exited: Promise.resolve(null), exitCode: undefined };
-  server.exited = new Promise((done) => {
-    child.once('exit', (code, signal) => {
-      liveChildren.delete(child);
-      server.exitCode = code;
-      if (signal) log(`server exited on ${signal}`);
-      done(code);
-    });
-  });
-  for (const stream of [child.stdout, child.stderr]) {
-    if (!stream) continue;
-    createInterface({ input: stream }).on('line', (line) => {
-      output.push(line);
-      if (output.length > 200) output.shift();
-      process.stderr.write(`[server] ${line}\n`);
-    });
-  }
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (server.exitCode !== undefined) throw new Error(`the server exited with code ${server.exitCode} before it was ready`);
-    try {
-      const response = await fetch(`${server.url}/health`, { signal: AbortSignal.timeout(1_000) });
-      await response.arrayBuffer();
-      if (response.status === 200) return server;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await stopServerChild(server);
-      throw new Error('the server did not answer GET /health with 200 within 30 s');
-    }
-    await sleep(100);
-  }
-}
-
-async function stopServerChild(server: Server): Promise<void> {
-  if (server.exitCode !== undefined) return;
-  server.child.kill('SIGTERM');
-  const exited = await Promise.race([server.exited.then(() => true), sleep(10_000).then(() => false)]);
-  if (!exited) {
-    log('server did not stop within 10 s of SIGTERM; killing it');
-    server.child.kill('SIGKILL');
-    await server.exited;
-  }
-}
-
-function withDatabase(url: string, name: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${name}`;
-  return parsed.toString();
-}
-
-async function adminQuery(sql: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.end();
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
-
-async function getJson<T>(url: string): Promise<T> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`GET ${url} answered ${response.status}: ${text.slice(0, 300)}`);
-  return JSON.parse(text) as T;
-}
 
 interface Health {
   status: string;
@@ -431,17 +128,6 @@ async function onlineBenchNodes(server: Server): Promise<number> {
   return health.nodes.online - 1; // the registry registers itself
 }
 
-function metricValue(text: string, name: string): number | null {
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `) || candidate.startsWith(`${name}{`));
-  if (line === undefined) return null;
-  const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-  return Number.isFinite(value) ? value : null;
-}
-
-async function metricsText(server: Server): Promise<string> {
-  const response = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(30_000) });
-  return response.text();
-}
 
 async function writeBatchStats(server: Server): Promise<{ sum: number; count: number }> {
   const text = await metricsText(server);
@@ -449,75 +135,9 @@ async function writeBatchStats(server: Server): Promise<{ sum: number; count: nu
 }
 
 // ---------------------------------------------------------------------------------------------
-// Load: closed-loop with autocannon, open-loop (paced) with node:http
+// Load: open-loop (paced) with node:http (closed-loop autocannon: cannon() in common.ts)
 
-interface CannonSpec {
-  title: string;
-  server: Server;
-  method: 'GET' | 'POST';
-  path: string;
-  connections: number;
-  /** Runs this long, unless `amount` is given. */
-  seconds?: number;
-  /** Exactly this many requests, spread over the connections. */
-  amount?: number;
-  /** A fresh body for every request. */
-  body?: () => string;
-  onOk?: (okSoFar: number) => void;
-}
 
-function cannon(spec: CannonSpec): Promise<LoadStats> {
-  const latencies: number[] = [];
-  const statusCodes: Record<string, number> = {};
-  let ok = 0;
-  let started = 0;
-  return new Promise((done, fail) => {
-    const makeBody = spec.body;
-    const instance = autocannon(
-      {
-        url: spec.server.url,
-        connections: spec.connections,
-        ...(spec.amount === undefined ? { duration: spec.seconds ?? 10 } : { amount: spec.amount }),
-        timeout: 30,
-        requests: [{
-          method: spec.method,
-          path: spec.path,
-          ...(spec.method === 'POST' ? { headers: JSON_HEADERS } : {}),
-          ...(makeBody ? { setupRequest: (request: autocannon.Request): autocannon.Request => ({ ...request, body: makeBody() }) } : {}),
-        }],
-      },
-      (error: unknown, result: autocannon.Result) => {
-        if (error) {
-          fail(error instanceof Error ? error : new Error(JSON.stringify(error)));
-          return;
-        }
-        const seconds = (performance.now() - started) / 1000;
-        const responses = latencies.length;
-        done({
-          connections: spec.connections,
-          seconds: Math.round(seconds * 100) / 100,
-          responses,
-          perSecond: Math.round(responses / seconds),
-          ok,
-          non2xx: responses - ok,
-          errors: result.errors,
-          timeouts: result.timeouts,
-          statusCodes,
-          latencyMs: percentiles(latencies),
-        });
-      },
-    );
-    started = performance.now();
-    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-      latencies.push(responseTime);
-      statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
-      if (statusCode >= 200 && statusCode < 300) {
-        ok += 1;
-        spec.onOk?.(ok);
-      }
-    });
-  });
-}
 
 interface PacedStats {
   offeredPerSecond: number;
@@ -620,7 +240,6 @@ function paced(server: Server, agent: Agent, rate: number, seconds: number, path
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-const registrationBodyNext = (): string => registrationBody(fleet.next++);
 
 /** Registers new nodes until `target` bench nodes are online, printing progress every 10k. */
 async function fillTo(server: Server, target: number, failures: string[]): Promise<{ registered: number; seconds: number; perSecond: number }> {
@@ -661,18 +280,6 @@ async function fillTo(server: Server, target: number, failures: string[]): Promi
   return { registered, seconds: Math.round(seconds * 100) / 100, perSecond: Math.round(registered / seconds) };
 }
 
-interface Measured<T> {
-  stats: T;
-  cpu: CpuUse;
-}
-
-async function measure<T>(server: Server, run: () => Promise<T>): Promise<Measured<T>> {
-  gc();
-  const before = await cpuSnapshot();
-  const stats = await run();
-  const after = await cpuSnapshot();
-  return { stats, cpu: cpuBetween(before, after, server.child.pid) };
-}
 
 interface ListQuery {
   name: string;
@@ -691,59 +298,27 @@ function listQueries(): ListQuery[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Report
-
-function fmt(value: number | null | undefined, digits = 0): string {
-  if (value === null || value === undefined || Number.isNaN(value)) return '-';
-  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function ms(value: number): string {
-  return `${fmt(value, value < 10 ? 2 : 1)} ms`;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
-  return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
-}
-
-function verdict(meets: boolean): string {
-  return meets ? 'met' : 'NOT met';
-}
-
-// ---------------------------------------------------------------------------------------------
 // Main
+
+interface SectionContext {
+  root: string;
+  results: Record<string, unknown>;
+  failures: string[];
+  machine: Machine;
+  background: CpuUse;
+}
 
 async function main(): Promise<number> {
   const root = projectRoot();
   const failures: string[] = [];
-  const dbName = `rollcall_bench_${randomBytes(4).toString('hex')}`;
-  const databaseUrl = withDatabase(ADMIN_URL, dbName);
-  let server: Server | null = null;
-  let dbCreated = false;
-  let cleaning: Promise<void> | null = null;
-
-  const cleanup = (): Promise<void> => {
-    cleaning ??= (async () => {
-      if (server) await stopServerChild(server).catch((error: unknown) => log(`stopping the server failed: ${(error as Error).message}`));
-      for (const child of liveChildren) child.kill('SIGKILL'); // one still starting up
-      if (dbCreated) {
-        await adminQuery(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`)
-          .then(() => log(`dropped database ${dbName}`))
-          .catch((error: unknown) => log(`could not drop database ${dbName}: ${(error as Error).message}`));
-      }
-    })();
-    return cleaning;
-  };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       log(`${signal}: stopping`);
-      void cleanup().finally(() => process.exit(130));
+      void cleanupAll().finally(() => process.exit(130));
     });
   }
 
-  const machine = {
+  const machine: Machine = {
     cores: availableParallelism(),
     cpu_model: cpus()[0]?.model ?? 'unknown',
     memory_gb: Math.round(totalmem() / 2 ** 30),
@@ -756,16 +331,18 @@ async function main(): Promise<number> {
     rollcall_version: PACKAGE.version,
     started_at: startedAt.toISOString(),
     mode: QUICK ? 'quick' : 'full',
+    sections: [...SECTIONS],
     machine,
     settings: { ...SETTINGS, register_connections: REGISTER_CONNECTIONS, heartbeat_connections: HEARTBEAT_CONNECTIONS, list_connections: LIST_CONNECTIONS, paced_rate: PACED_RATE, server_node_args: SERVER_NODE_ARGS },
     targets: TARGETS,
   };
+  const out: string[] = [];
 
   try {
-    log(`mode ${QUICK ? 'quick (BENCH_QUICK=1)' : 'full'}; admin database ${redactUrl(ADMIN_URL)}`);
+    log(`mode ${QUICK ? 'quick (BENCH_QUICK=1)' : 'full'}, sections ${[...SECTIONS].join(', ')}; admin database ${redactUrl(ADMIN_URL)}`);
     // Anything else running skews every figure on a small machine: look before starting, and say so.
     cpuContext.databaseUrl = ADMIN_URL;
-    cpuContext.database = dbName;
+    cpuContext.database = '';
     const quietBefore = await cpuSnapshot();
     await sleep(1_000);
     const background = cpuBetween(quietBefore, await cpuSnapshot(), undefined);
@@ -773,10 +350,7 @@ async function main(): Promise<number> {
     if (background.machine_busy > 15) {
       log(`WARNING: the machine is not idle before the benchmark: ${fmt(background.machine_busy)}% of ${machine.cores * 100}% busy (${background.other_top.join(', ') || 'unattributed'}); figures will be lower than on a quiet machine`);
     }
-    await adminQuery(`CREATE DATABASE ${dbName}`);
-    dbCreated = true;
-    log(`created database ${dbName}`);
-    const stats = new pg.Client({ connectionString: databaseUrl });
+    const stats = new pg.Client({ connectionString: ADMIN_URL });
     await stats.connect();
     try {
       const version = await stats.query<{ server_version: string }>('SHOW server_version');
@@ -788,9 +362,63 @@ async function main(): Promise<number> {
     } finally {
       await stats.end();
     }
+    out.push('');
+    out.push(`rollcall ${PACKAGE.version} benchmark (${QUICK ? 'QUICK smoke run: BENCH_QUICK=1' : 'full run'}${SECTIONS.size < ALL_SECTIONS.length ? `, only ${[...SECTIONS].join(', ')}: BENCH_ONLY` : ''}), ${startedAt.toISOString()}`);
+    out.push(`machine: ${machine.cores} cores (${machine.cpu_model}), ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}; PostgreSQL ${machine.postgres} on ${new URL(ADMIN_URL).host}`);
 
+    const context: SectionContext = { root, results, failures, machine, background };
+    // Each section has its own server and database; one that breaks does not stop the next.
+    const sections: Array<[Section, () => Promise<string[]>]> = [
+      ['http', () => httpSection(context)],
+      ['kafka', () => kafkaSection({ ...context, required: process.env.BENCH_ONLY !== undefined })],
+      ['consul', () => consulSection(context)],
+      ['signing', () => signingSection(context)],
+    ];
+    for (const [name, run] of sections) {
+      if (!SECTIONS.has(name)) continue;
+      try {
+        out.push('', ...(await run()));
+      } catch (error) {
+        failures.push(`${name}: aborted: ${(error as Error).message}`);
+        log(`${name} aborted: ${(error as Error).stack ?? String(error)}`);
+      } finally {
+        await cleanupAll();
+      }
+    }
+  } catch (error) {
+    failures.push(`aborted: ${(error as Error).message}`);
+    log(`aborted: ${(error as Error).stack ?? String(error)}`);
+  } finally {
+    await cleanupAll();
+  }
+
+  const finishedAt = new Date();
+  results.finished_at = finishedAt.toISOString();
+  results.failures = failures;
+  out.push('');
+  out.push(failures.length === 0 ? 'Every request was answered 2xx and every event was applied.' : `FAILURES:\n  ${failures.join('\n  ')}`);
+  out.push(`Duration ${fmt((finishedAt.getTime() - startedAt.getTime()) / 1000, 1)} s. Results: bench/results/latest.json`);
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  const resultsDir = join(root, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+/** The HTTP figures: registrations, heartbeats, fixed-rate latency, list queries and memory. */
+async function httpSection(context: SectionContext): Promise<string[]> {
+  const { root, results, failures, machine, background } = context;
+  const dbName = `rollcall_bench_${randomBytes(4).toString('hex')}`;
+  const databaseUrl = withDatabase(ADMIN_URL, dbName);
+  const dropDatabase = await createDatabase(dbName);
+  cpuContext.database = dbName;
+  let server: Server | null = null;
+  let stopServer: (() => Promise<void>) | null = null;
+  try {
     server = await startServerChild(root, databaseUrl);
     const srv = server;
+    stopServer = deferCleanup(() => stopServerChild(srv));
     const rssAtStartMb = readRssMb(srv.child.pid);
     log(`server pid ${srv.child.pid} ready at ${srv.url} (RSS ${fmt(rssAtStartMb)} MB)`);
     const sample = registrationBody(0);
@@ -908,9 +536,6 @@ async function main(): Promise<number> {
     log(`5. memory: RSS ${fmt(memoryAtEnd.rss_mb)} MB (peak ${fmt(memoryAtEnd.peak_rss_mb)} MB), heap used ${fmt(memoryAtEnd.heap_used_mb)} of ${fmt(memoryAtEnd.heap_total_mb)} MB`);
 
     // The report
-    const finishedAt = new Date();
-    results.finished_at = finishedAt.toISOString();
-    results.failures = failures;
     const listRows = listResults.map((entry) => {
       const latency = entry.latencyMs as Percentiles;
       const single = (entry.one_connection as { latencyMs: Percentiles }).latencyMs;
@@ -934,9 +559,7 @@ async function main(): Promise<number> {
       return [name as string, `${fmt(use.server)}%`, `${fmt(use.postgres)}%`, `${fmt(use.loadgen)}%`, `${fmt(use.other)}%`, `${fmt(use.machine_busy)}% / ${machine.cores * 100}%`];
     });
     const out: string[] = [];
-    out.push('');
-    out.push(`rollcall ${PACKAGE.version} benchmark (${QUICK ? 'QUICK smoke run: BENCH_QUICK=1' : 'full run'}), ${startedAt.toISOString()}`);
-    out.push(`machine: ${machine.cores} cores (${machine.cpu_model}), ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}; PostgreSQL ${machine.postgres} on ${new URL(ADMIN_URL).host}`);
+    out.push('HTTP API');
     out.push(`server: child process (node bin/rollcall.js serve --database-url …/${dbName}), load generator in this process; both share the machine with PostgreSQL`);
     out.push(`registration body ${Buffer.byteLength(sample)} B (capabilities ${capabilitiesBytes} B); heartbeats over ${fmt(heartbeatNodes)} nodes; latencies measured by the client`);
     out.push('');
@@ -958,27 +581,18 @@ async function main(): Promise<number> {
     ].filter(([, use]) => use.other >= 10);
     if (background.machine_busy > 15 || interference.length > 0) {
       out.push('');
-      out.push(`WARNING: other processes used the CPU during the benchmark (before start: ${fmt(background.machine_busy)}% busy${background.other_top.length > 0 ? `: ${background.other_top.join(', ')}` : ''}).`);
+      out.push(`WARNING: other processes used the CPU during the HTTP phases (before start: ${fmt(background.machine_busy)}% busy${background.other_top.length > 0 ? `: ${background.other_top.join(', ')}` : ''}).`);
       for (const [name, use] of interference) out.push(`  ${name}: other ${fmt(use.other)}%${use.other_top.length > 0 ? ` (${use.other_top.join(', ')})` : ''}`);
       out.push('  Figures from a shared machine understate rollcall; rerun on a quiet one to compare with the targets.');
     }
-    out.push('');
-    out.push(failures.length === 0 ? 'Every request was answered 2xx.' : `FAILURES:\n  ${failures.join('\n  ')}`);
-    out.push(`Duration ${fmt((finishedAt.getTime() - startedAt.getTime()) / 1000, 1)} s. Results: bench/results/latest.json`);
-    process.stdout.write(`${out.join('\n')}\n`);
+    return out;
   } catch (error) {
-    failures.push(`aborted: ${(error as Error).message}`);
-    results.failures = failures;
-    log(`aborted: ${(error as Error).stack ?? String(error)}`);
     if (server && server.output.length > 0) log(`last server output:\n${server.output.slice(-20).join('\n')}`);
+    throw error;
   } finally {
-    await cleanup();
+    await stopServer?.();
+    await dropDatabase();
   }
-
-  const resultsDir = join(root, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
-  return failures.length === 0 ? 0 : 1;
 }
 
 interface MemorySample {
@@ -1004,28 +618,6 @@ async function memorySample(server: Server): Promise<MemorySample> {
   };
 }
 
-function readProcStatus(pid: number | undefined): Record<string, number> {
-  const values: Record<string, number> = {};
-  if (pid === undefined) return values;
-  try {
-    for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-      const match = /^(Vm\w+):\s+(\d+) kB/.exec(line);
-      if (match) values[match[1] as string] = Number(match[2]);
-    }
-  } catch {
-    // not on Linux, or gone
-  }
-  return values;
-}
-
-function readRssMb(pid: number | undefined): number | null {
-  const rss = readProcStatus(pid).VmRSS;
-  return rss === undefined ? null : Math.round(rss / 1024);
-}
-
-function mb(bytes: number | null): number | null {
-  return bytes === null ? null : Math.round(bytes / 2 ** 20);
-}
 
 async function databaseSizes(url: string): Promise<Record<string, number> | null> {
   const client = new pg.Client({ connectionString: url });

@@ -51,7 +51,8 @@ export function detectIp(): string {
   return '127.0.0.1';
 }
 
-async function readNodeId(file: string): Promise<string | undefined> {
+/** The node_id kept in `file`, or undefined when there is none (yet). */
+export async function readNodeId(file: string): Promise<string | undefined> {
   try {
     const text = (await readFile(file, 'utf8')).trim();
     return text.length > 0 ? text : undefined;

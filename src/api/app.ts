@@ -5,10 +5,23 @@ import type { Logger } from 'pino';
 import { LIMITS } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
 import { PACKAGE } from '../version.js';
-import { installProblemHandlers } from './problem.js';
+import type { ApiKeyRing } from '../security/api-keys.js';
+import { installAuth, type AuthOptions } from './auth.js';
+import { apiKeyRoutes } from './routes/api-key-routes.js';
+import { installProblemHandlers, sendFrameworkProblem } from './problem.js';
+import { consulRoutes } from './routes/consul-routes.js';
+import { eventRoutes } from './routes/event-routes.js';
+import { identityRoutes } from './routes/identity-routes.js';
+import type { IdentityService } from '../security/identity-service.js';
 import { nodeRoutes } from './routes/node-routes.js';
-import { opsRoutes } from './routes/ops-routes.js';
+import { opsRoutes, type OpsRouteOptions } from './routes/ops-routes.js';
+import { sdRoutes } from './routes/sd-routes.js';
 import { topologyRoutes } from './routes/topology-routes.js';
+import type { AuditLog } from '../security/audit.js';
+import type { NamespaceAdmission } from '../security/policy.js';
+import { auditRoutes } from './routes/audit-routes.js';
+import { policyRoutes } from './routes/policy-routes.js';
+import type { IntrospectionVerifier } from '../security/introspection-verifier.js';
 
 export interface AppOptions {
   registry: Registry;
@@ -18,6 +31,19 @@ export interface AppOptions {
   defaultLeaseTtlMs: number;
   storeTarget: string;
   startedAt?: number;
+  checks?: OpsRouteOptions['checks'];
+  /** Authentication, authorization and rate limits; without it the API is open (tests, embedding). */
+  auth?: Omit<AuthOptions, 'metrics' | 'keys'> & { keys: ApiKeyRing };
+  /** The built-in CA's identity service; null or absent: the identity endpoints answer CA_NOT_CONFIGURED. */
+  identity?: IdentityService | null;
+  /** Namespace policies and quotas; their routes are served when given. */
+  admission?: NamespaceAdmission;
+  /** The audit log; GET /api/v1/audit is served when given. */
+  audit?: AuditLog;
+  /** Checks signed introspections on POST /api/v1/introspection (signatureMode). */
+  introspectionVerifier?: IntrospectionVerifier;
+  /** PEM certificate and key: served over HTTPS only (tlsCertFile, tlsKeyFile). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -35,6 +61,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false },
     },
     forceCloseConnections: 'idle',
+    frameworkErrors: sendFrameworkProblem,
+    // With client certificates (mTLS) every certificate is let through the handshake and judged per
+    // request by the auth layer, so a bad one gets a 401 problem document rather than a reset.
+    ...(options.https ? { https: options.auth?.clientCertificates ? { ...options.https, requestCert: true, rejectUnauthorized: false } : options.https } : {}),
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
@@ -53,13 +83,27 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         { name: 'topology', description: 'Versioned topology: snapshot, changes, stream' },
         { name: 'profiles', description: 'Role configuration profiles (DAGI)' },
         { name: 'ops', description: 'Health and metrics' },
+        { name: 'discovery', description: 'Service discovery for Prometheus (HTTP SD)' },
+        { name: 'admin', description: 'API keys' },
+        { name: 'identity', description: 'Node identities: trust bundle, join tokens, SVIDs, revocations' },
       ],
     },
   });
 
-  nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
+  if (options.auth) {
+    // Before any route: the rate limiter attaches itself to the routes declared after it.
+    await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
+    apiKeyRoutes(app, { store: options.registry.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
+  }
+  nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
+  eventRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
   topologyRoutes(app, options.registry);
-  opsRoutes(app, { registry: options.registry, registryId: options.registryId, storeTarget: options.storeTarget, startedAt: options.startedAt ?? Date.now() });
+  await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
+  sdRoutes(app, { registry: options.registry });
+  identityRoutes(app, { identity: options.identity ?? null, defaultNamespace: options.defaultNamespace, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
+  opsRoutes(app, { registry: options.registry, registryId: options.registryId, storeTarget: options.storeTarget, startedAt: options.startedAt ?? Date.now(), ...(options.checks ? { checks: options.checks } : {}) });
+  if (options.admission) policyRoutes(app, { admission: options.admission });
+  if (options.audit) auditRoutes(app, { audit: options.audit });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

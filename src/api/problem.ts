@@ -26,7 +26,31 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   REGISTRATION_REQUIRED: 'Registration required',
   VERSION_GONE: 'Topology version no longer retained',
   STORE_UNAVAILABLE: 'The store is unavailable',
+  CONSUL_UNAVAILABLE: 'Consul is unavailable',
   SHUTTING_DOWN: 'The registry is shutting down',
+  UNAUTHENTICATED: 'Authentication required',
+  FORBIDDEN_SCOPE: 'The credential lacks the scope',
+  FORBIDDEN_NAMESPACE: 'The credential does not cover this namespace',
+  RATE_LIMITED: 'Too many requests',
+  POLICY_DENIED: 'Refused by the namespace policy',
+  POLICY_INVALID: 'The policy is not valid',
+  QUOTA_EXCEEDED: 'Namespace quota exceeded',
+  SIGNATURE_REQUIRED: 'A signed envelope is required',
+  SIGNATURE_INVALID: 'The signature does not match',
+  CERTIFICATE_INVALID: 'The certificate is not trusted',
+  CERTIFICATE_REVOKED: 'The certificate is revoked',
+  IDENTITY_MISMATCH: 'The identity does not match the payload',
+  SVID_INVALID: 'The certificate is not a valid SVID',
+  SVID_EXPIRED: 'The certificate has expired',
+  SVID_REVOKED: 'The certificate is revoked',
+  CLIENT_CERTIFICATE_REQUIRED: 'A client certificate is required',
+  NODE_IDENTITY_MISMATCH: 'The credential is another node\'s',
+  NODE_IDENTITY_REQUIRED: 'Only the node itself or an operator may write it',
+  REPLAYED_EVENT: 'The event was seen before',
+  STALE_EVENT: 'The event is outside the time window',
+  JOIN_TOKEN_INVALID: 'The join token is not valid',
+  JOIN_TOKEN_FORBIDDEN: 'The join token does not allow this',
+  CSR_INVALID: 'The certificate request is not valid',
   INTERNAL: 'Internal error',
 };
 
@@ -65,6 +89,10 @@ function toRollcallError(error: FastifyError): RollcallError {
       return new RollcallError('VALIDATION_FAILED', 'The body is empty; a JSON object is required.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new RollcallError('MALFORMED_JSON', error.message);
+    case 'FST_ERR_BAD_URL':
+      return new RollcallError('VALIDATION_FAILED', `The path is not valid: ${error.message}.`);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new RollcallError('VALIDATION_FAILED', `A path parameter is too long: ${error.message}.`);
   }
   if (error instanceof SyntaxError || error.statusCode === 400) return new RollcallError('MALFORMED_JSON', `The body is not valid JSON: ${error.message}`);
   if (error.statusCode === 413) return new RollcallError('PAYLOAD_TOO_LARGE', error.message);
@@ -74,6 +102,11 @@ function toRollcallError(error: FastifyError): RollcallError {
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: RollcallError): FastifyReply {
   return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(problemOf(error, request.url));
+}
+
+/** Fastify's `frameworkErrors` option: errors raised while routing (a bad URL encoding, an over-long parameter) as problems too. */
+export function sendFrameworkProblem(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  void sendProblem(reply, request, toRollcallError(error));
 }
 
 export function installProblemHandlers(app: FastifyInstance): void {

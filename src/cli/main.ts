@@ -1,14 +1,20 @@
 // The `rollcall` command line: serve, query, join as a node, and a demo fleet.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Logger } from 'pino';
 import { DagiAgent } from '../agent/dagi-agent.js';
 import { RollcallClient, type PresentedNode } from '../client/rollcall-client.js';
 import { loadConfig, type Config } from '../config/config.js';
 import { createLogger } from '../config/logger.js';
 import { isRollcallError } from '../domain/errors.js';
+import { DEFAULT_TOPIC_PREFIX } from '../domain/events.js';
 import { NODE_STATUSES, type NodeStatus } from '../domain/node.js';
 import { startServer } from '../server.js';
 import { PACKAGE } from '../version.js';
 import { runDemo } from './demo.js';
+import { caCommand, tokenCommand } from './identity-commands.js';
+import { keyCommand } from './key-command.js';
+import { policyCommand, quotaCommand } from './policy-command.js';
+import { KafkaJoin } from './kafka-join.js';
 import { renderTable } from './table.js';
 
 const DEFAULT_REGISTRY_URL = 'http://127.0.0.1:9205';
@@ -27,6 +33,88 @@ function port(value: string): number {
 
 function registryUrlOption(): Option {
   return new Option('--registry-url <url>', 'registry to talk to').env('ROLLCALL_URL').default(DEFAULT_REGISTRY_URL);
+}
+
+const JOIN_TRANSPORTS = ['http', 'kafka'] as const;
+
+interface JoinOptions {
+  transport: (typeof JOIN_TRANSPORTS)[number];
+  registryUrl: string;
+  brokers: string;
+  topicPrefix: string;
+  nodeType?: string;
+  capabilitiesFile?: string;
+  role: string;
+  labels: string;
+  namespace?: string;
+  namespaceTopics?: boolean;
+  ttl: number;
+  interval: number;
+  nodeIdFile?: string;
+  hostname?: string;
+  ip?: string;
+  logLevel: string;
+}
+
+function splitLabels(labels: string): string[] {
+  return labels.split(',').map((label) => label.trim()).filter(Boolean);
+}
+
+/** What both joins (HTTP and Kafka) take from the command line: the node and its lease. */
+function nodeOptionsOf(options: JoinOptions, logger: Logger) {
+  return {
+    role: options.role,
+    labels: splitLabels(options.labels),
+    ttlSeconds: options.ttl,
+    intervalSeconds: options.interval,
+    logger,
+    ...(options.namespace ? { namespace: options.namespace } : {}),
+    ...(options.nodeIdFile ? { nodeIdFile: options.nodeIdFile } : {}),
+    ...(options.hostname ? { hostname: options.hostname } : {}),
+    ...(options.ip ? { ip: options.ip } : {}),
+  };
+}
+
+/** The registry's default prefix: `{env}.omninode_bridge.onex.evt`, env as `rollcall serve` reads it. */
+function defaultTopicPrefix(): string {
+  return DEFAULT_TOPIC_PREFIX(process.env.ROLLCALL_KAFKA_ENVIRONMENT || process.env.KAFKA_ENVIRONMENT || 'dev');
+}
+
+function topicPrefix(value: string): string {
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(value)) throw new InvalidArgumentError('must be 1 to 200 letters, digits, dots, underscores or dashes');
+  return value;
+}
+
+/** `join --transport kafka`: a NodeAgent on the event plane until SIGTERM/SIGINT; SIGHUP re-announces. */
+async function joinOverKafka(options: JoinOptions): Promise<void> {
+  const brokers = options.brokers.split(',').map((broker) => broker.trim()).filter(Boolean);
+  if (brokers.length === 0) throw new InvalidArgumentError('--brokers must name at least one host:port');
+  if (options.namespaceTopics === true && options.namespace === undefined) throw new InvalidArgumentError('--namespace-topics needs --namespace');
+  const logger = createLogger(options.logLevel);
+  const join = new KafkaJoin({
+    brokers,
+    topicPrefix: options.topicPrefix,
+    nodeType: options.nodeType ?? options.role,
+    ...nodeOptionsOf(options, logger),
+    ...(options.capabilitiesFile ? { capabilitiesFile: options.capabilitiesFile } : {}),
+    ...(options.namespaceTopics === true ? { namespaceTopics: true } : {}),
+  });
+  untilSignal(async () => join.stop('graceful_shutdown'));
+  // SIGHUP: the node's capabilities changed; announce them (an unreadable file keeps the last ones).
+  process.on('SIGHUP', () => {
+    join.announce('capability_change').then(
+      (announced) => logger.info({ announced }, 'SIGHUP: capabilities announced again'),
+      (error: unknown) => logger.warn({ err: error }, 'SIGHUP: announcing the capabilities failed'),
+    );
+  });
+  try {
+    const nodeId = await join.start();
+    process.stdout.write(`joined ${join.target} as ${nodeId}\n`);
+  } catch (error) {
+    // Stopped while joining: the signal handler sends the tombstone and exits.
+    if (isRollcallError(error) && error.code === 'SHUTTING_DOWN') return;
+    throw error;
+  }
 }
 
 /** Runs until SIGTERM/SIGINT, then `stop`; a second signal exits at once. */
@@ -74,10 +162,11 @@ export function buildProgram(): Command {
     .option('--config <file>', 'JSON config file (env ROLLCALL_CONFIG)')
     .option('--lease-ttl <seconds>', 'default node lease (env ROLLCALL_LEASE_TTL_SECONDS, default 90)', positiveNumber)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env ROLLCALL_LOG_LEVEL)')
-    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string }) => {
+    .option('--insecure', 'serve a non-loopback address without authentication (env ROLLCALL_INSECURE)')
+    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string; insecure?: boolean }) => {
       const config: Config = loadConfig({
         ...(options.config ? { file: options.config } : {}),
-        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel },
+        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel, insecure: options.insecure },
       });
       const logger = createLogger(config.logLevel);
       const server = await startServer(config, logger);
@@ -87,6 +176,12 @@ export function buildProgram(): Command {
         await server.stop();
       });
     });
+
+  program.addCommand(keyCommand());
+  program.addCommand(caCommand());
+  program.addCommand(tokenCommand());
+  program.addCommand(policyCommand());
+  program.addCommand(quotaCommand());
 
   program
     .command('nodes')
@@ -165,7 +260,13 @@ export function buildProgram(): Command {
   program
     .command('join')
     .description('Register this machine as a node, heartbeat until stopped, leave with a tombstone')
+    .addOption(new Option('--transport <transport>', 'how to reach the registry: its HTTP API, or the Kafka event plane').choices(JOIN_TRANSPORTS).default('http'))
     .addOption(registryUrlOption())
+    .addOption(new Option('--brokers <list>', 'Kafka bootstrap servers, comma-separated (kafka transport)').env('KAFKA_BROKER_URL').default('127.0.0.1:9092'))
+    .addOption(new Option('--topic-prefix <prefix>', 'prefix of the event topics (kafka transport)').env('ROLLCALL_KAFKA_TOPIC_PREFIX').default(defaultTopicPrefix()).argParser(topicPrefix))
+    .option('--node-type <type>', 'node_type to announce (kafka transport; default: the role)')
+    .option('--capabilities-file <file>', 'JSON object announced as capabilities, read again on SIGHUP (kafka transport)')
+    .option('--namespace-topics', 'use the namespace\'s own topics, {prefix}.ns.{namespace}.* (kafka transport; needs --namespace)')
     .requiredOption('--role <role>', 'role of this node, e.g. production-router')
     .option('--labels <labels>', 'comma-separated labels, e.g. router,gateway', '')
     .option('--namespace <namespace>', 'namespace to join')
@@ -175,19 +276,17 @@ export function buildProgram(): Command {
     .option('--hostname <name>', 'hostname to announce (default: detected)')
     .option('--ip <address>', 'IP address to announce (default: detected)')
     .option('--log-level <level>', 'log level', 'info')
-    .action(async (options: { registryUrl: string; role: string; labels: string; namespace?: string; ttl: number; interval: number; nodeIdFile?: string; hostname?: string; ip?: string; logLevel: string }) => {
+    .action(async (options: JoinOptions) => {
+      if (options.transport === 'kafka') {
+        await joinOverKafka(options);
+        return;
+      }
+      if (options.capabilitiesFile !== undefined) throw new InvalidArgumentError('--capabilities-file needs --transport kafka');
+      if (options.namespaceTopics === true) throw new InvalidArgumentError('--namespace-topics needs --transport kafka');
       const logger = createLogger(options.logLevel);
       const agent = new DagiAgent({
         registryUrl: options.registryUrl,
-        role: options.role,
-        labels: options.labels.split(',').map((label) => label.trim()).filter(Boolean),
-        ttlSeconds: options.ttl,
-        intervalSeconds: options.interval,
-        logger,
-        ...(options.namespace ? { namespace: options.namespace } : {}),
-        ...(options.nodeIdFile ? { nodeIdFile: options.nodeIdFile } : {}),
-        ...(options.hostname ? { hostname: options.hostname } : {}),
-        ...(options.ip ? { ip: options.ip } : {}),
+        ...nodeOptionsOf(options, logger),
       });
       untilSignal(async () => agent.stop('graceful_shutdown'));
       try {

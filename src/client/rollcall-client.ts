@@ -2,6 +2,8 @@
 import { ERROR_CODES, RollcallError, type ErrorCode } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import type { DagiRegistration, IntrospectionPayload, NodeRecord, NodeStatus, TopologyChange } from '../domain/node.js';
+import type { Envelope } from '../domain/schemas.js';
+import type { SvidResponse } from '../security/identity-service.js';
 
 export type PresentedNode = NodeRecord & { lease_expires_at: string | null };
 
@@ -35,18 +37,28 @@ export interface RegisterResponse {
   lease_expires_at: string;
 }
 
+/** An X.509 SVID as the identity API issues it (POST /api/v1/identity/svid and …/svid/renew). */
+export type SvidDocument = SvidResponse;
+
+/** What POST /api/v1/events answers, by event kind: the introspection, heartbeat or deregistration result. */
+export type EventResponse = Record<string, unknown> & { event_id: string; event_type: string };
+
 export interface ClientOptions {
   /** Per-request timeout; default 10 s. */
   timeoutMs?: number;
+  /** API key (or JWT) sent as `Authorization: Bearer`; absent: none (an open registry). */
+  apiKey?: string;
 }
 
 export class RollcallClient {
   readonly baseUrl: string;
   private readonly timeoutMs: number;
+  private readonly authorization: Record<string, string>;
 
   constructor(baseUrl: string, options: ClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.authorization = options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` };
   }
 
   private async request<T>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
@@ -54,7 +66,7 @@ export class RollcallClient {
     try {
       response = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+        headers: { ...this.authorization, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -82,6 +94,25 @@ export class RollcallClient {
 
   introspect(payload: IntrospectionPayload | Record<string, unknown>): Promise<Record<string, unknown>> {
     return this.request('POST', '/api/v1/introspection', payload);
+  }
+
+  /**
+   * One OnexEnvelopeV1 (NODE_INTROSPECTION, NODE_HEARTBEAT or NODE_TOMBSTONE), signed or not, applied
+   * as the event intake applies it. A heartbeat for a node the registry does not hold is refused with
+   * NODE_NOT_FOUND or REGISTRATION_REQUIRED: announce again.
+   */
+  publishEvent(event: Envelope): Promise<EventResponse> {
+    return this.request('POST', '/api/v1/events', event);
+  }
+
+  /** Exchanges a join token and a PEM CSR for an SVID. */
+  issueSvid(body: { token: string; csr: string; node_id: string; node_type?: string }): Promise<SvidDocument> {
+    return this.request('POST', '/api/v1/identity/svid', body);
+  }
+
+  /** Renews an SVID: the current certificate and a CSR of its key, or of a new key with `proof` (the CSR's DER signed by the current key, base64). */
+  renewSvid(body: { certificate: string; csr: string; proof?: string }): Promise<SvidDocument> {
+    return this.request('POST', '/api/v1/identity/svid/renew', body);
   }
 
   heartbeat(body: { node_id: string; namespace?: string; incarnation?: number; health_status?: string; metrics?: JsonObject }): Promise<{ lease_expires_at: string }> {

@@ -2,7 +2,8 @@
 // registration shapes of the wire (OmniNode introspection, DAGI) become one registration.
 import { createHash, randomUUID } from 'node:crypto';
 import { RollcallError } from './errors.js';
-import { canonicalJson, isJsonObject, type JsonObject } from './json.js';
+import { isJsonObject, jsonDepth, jsonEqual, type JsonObject } from './json.js';
+import { LIMITS } from './schemas.js';
 
 export const NODE_STATUSES = ['online', 'offline', 'removed'] as const;
 export type NodeStatus = (typeof NODE_STATUSES)[number];
@@ -107,10 +108,15 @@ export function contentDigest(reg: Pick<Registration, ContentField | 'current_st
   const cached = digests.get(reg);
   if (cached) return cached;
   const hash = createHash('sha1');
-  for (const field of CONTENT_FIELDS) hash.update(JSON.stringify(reg[field]) ?? 'null').update('\u0000');
-  hash.update(JSON.stringify(reg.current_state.status ?? null));
   const documentBytes = {} as ContentDigest['documentBytes'];
-  for (const field of DOCUMENT_FIELDS) documentBytes[field] = Buffer.byteLength(JSON.stringify(reg[field]));
+  for (const field of CONTENT_FIELDS) {
+    const text = JSON.stringify(reg[field]) ?? 'null';
+    hash.update(text).update('\u0000');
+    if ((DOCUMENT_FIELDS as readonly string[]).includes(field)) documentBytes[field as (typeof DOCUMENT_FIELDS)[number]] = Buffer.byteLength(text);
+  }
+  hash.update(JSON.stringify(reg.current_state.status ?? null));
+  // current_state is not content (it is never hashed whole) but its size is still bounded.
+  documentBytes.current_state = Buffer.byteLength(JSON.stringify(reg.current_state));
   const digest = { hash: hash.digest('base64url'), documentBytes };
   digests.set(reg, digest);
   return digest;
@@ -123,7 +129,7 @@ export function contentHash(reg: Pick<Registration, ContentField | 'current_stat
 export function changedFields(before: NodeRecord, after: Registration | NodeRecord): string[] {
   const fields: string[] = [];
   for (const field of CONTENT_FIELDS) {
-    if (canonicalJson(before[field]) !== canonicalJson(after[field])) fields.push(field);
+    if (!jsonEqual(before[field], after[field])) fields.push(field);
   }
   if ((before.current_state.status ?? null) !== (after.current_state.status ?? null)) fields.push('current_state');
   if (before.incarnation !== after.incarnation) fields.push('incarnation');
@@ -188,16 +194,37 @@ function labelsIn(obj: JsonObject | undefined): string[] {
   return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
 }
 
+function invalidField(field: string, message: string): RollcallError {
+  return new RollcallError('VALIDATION_FAILED', `${field} ${message}.`, { details: { field } });
+}
+
+/** A number read from free-form metadata gets the same bounds as the schema field it stands in for. */
+function metadataNumber(metadata: JsonObject | undefined, key: string, range: { min: number; max: number; integer: boolean }): number | undefined {
+  const value = metadata?.[key];
+  if (typeof value !== 'number') return undefined;
+  if (value < range.min || value > range.max || (range.integer && !Number.isInteger(value))) {
+    throw invalidField(`metadata.${key}`, `must be ${range.integer ? 'an integer' : 'a number'} from ${range.min} to ${range.max}`);
+  }
+  return value;
+}
+
 function ttlMs(seconds: number | undefined, metadata: JsonObject | undefined, fallbackMs: number): number {
-  const fromMetadata = metadata?.lease_ttl_seconds;
-  const value = seconds ?? (typeof fromMetadata === 'number' ? fromMetadata : undefined);
+  const value = seconds ?? metadataNumber(metadata, 'lease_ttl_seconds', { min: 1, max: 7 * 24 * 3600, integer: false });
   return value === undefined ? fallbackMs : Math.round(value * 1000);
 }
 
+/** Refuses documents nested deeper than serialising and hashing them can take. */
+export function checkDepth(documents: { [field: string]: unknown }): void {
+  for (const [field, document] of Object.entries(documents)) {
+    if (isJsonObject(document) && jsonDepth(document) > LIMITS.documentDepth) throw invalidField(field, `is nested deeper than ${LIMITS.documentDepth} levels`);
+  }
+}
+
 export function fromIntrospection(payload: IntrospectionPayload, defaults: RegistrationDefaults): Registration {
+  checkDepth({ capabilities: payload.capabilities, endpoints: payload.endpoints, configuration: payload.configuration, current_state: payload.current_state, metadata: payload.metadata });
   const metadata = payload.metadata ?? {};
   const currentState = payload.current_state ?? {};
-  const incarnationInMetadata = metadata.incarnation;
+  const incarnationInMetadata = metadataNumber(metadata, 'incarnation', { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
   return {
     namespace: payload.namespace ?? stringIn(metadata, 'namespace') ?? defaults.namespace ?? DEFAULT_NAMESPACE,
     node_id: payload.node_id,
@@ -214,13 +241,14 @@ export function fromIntrospection(payload: IntrospectionPayload, defaults: Regis
     current_state: currentState,
     metadata,
     health_status: healthOf(currentState.health_status),
-    incarnation: payload.incarnation ?? (typeof incarnationInMetadata === 'number' ? incarnationInMetadata : 0),
+    incarnation: payload.incarnation ?? incarnationInMetadata ?? 0,
     lease_ttl_ms: ttlMs(payload.lease_ttl_seconds, metadata, defaults.leaseTtlMs),
     reason: payload.reason ?? stringIn(metadata, 'reason') ?? 'introspection',
   };
 }
 
 export function fromDagi(body: DagiRegistration, defaults: RegistrationDefaults): Registration {
+  checkDepth({ capabilities: body.capabilities, endpoints: body.endpoints, metadata: body.metadata });
   const metadata = body.metadata ?? {};
   return {
     namespace: body.namespace ?? defaults.namespace ?? DEFAULT_NAMESPACE,

@@ -10,6 +10,8 @@ export const LIMITS = {
   labelLength: 63,
   /** Serialised size of each JSON document field (capabilities, endpoints, metadata, …). */
   documentBytes: 32 * 1024,
+  /** Nesting depth of each JSON document field: deeper ones would exhaust the stack when serialised. */
+  documentDepth: 64,
   /** Whole request body. */
   bodyBytes: 128 * 1024,
 } as const;

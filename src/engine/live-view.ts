@@ -74,6 +74,8 @@ function fromSortedArray(keys: string[]): Source {
 
 export class LiveView {
   private readonly records = new BTree<string, NodeRecord>();
+  /** The same records by key: point reads (every heartbeat) skip the tree's descent. */
+  private readonly byKey = new Map<string, NodeRecord>();
   private readonly indexes = new Map<IndexedField, Map<string, KeySet>>(
     [...INDEXED, 'label' as const].map((field) => [field, new Map<string, KeySet>()]),
   );
@@ -96,10 +98,12 @@ export class LiveView {
   /** Replaces the whole view (start, or a reader that fell behind the retained log). */
   load(nodes: NodeRecord[], version: number): void {
     this.records.clear();
+    this.byKey.clear();
     for (const index of this.indexes.values()) index.clear();
     for (const node of nodes) this.put(node);
     this.recent.length = 0;
     this.currentVersion = version;
+    this.events.emit('change', null, undefined);
     this.events.emit('version', version);
   }
 
@@ -111,9 +115,11 @@ export class LiveView {
     for (const change of changes) {
       if (change.version <= this.currentVersion) continue;
       if (change.version !== this.currentVersion + 1) return false;
+      const previous = this.byKey.get(nodeKey(change.namespace, change.node_id));
       this.put(change.node);
       this.currentVersion = change.version;
       this.recent.push(change);
+      this.events.emit('change', change, previous);
     }
     if (this.recent.length > this.recentCapacity) this.recent.splice(0, this.recent.length - this.recentCapacity);
     this.events.emit('version', this.currentVersion);
@@ -134,9 +140,10 @@ export class LiveView {
 
   private put(node: NodeRecord): void {
     const key = nodeKey(node.namespace, node.node_id);
-    const previous = this.records.get(key);
+    const previous = this.byKey.get(key);
     if (previous) this.unindex(key, previous);
     this.records.set(key, node);
+    this.byKey.set(key, node);
     for (const [field, value] of this.indexValues(node)) {
       const index = this.indexes.get(field) as Map<string, KeySet>;
       let set = index.get(value);
@@ -163,19 +170,20 @@ export class LiveView {
     const doomed: Array<[string, NodeRecord]> = [];
     for (const status of ['offline', 'removed'] as const) {
       for (const key of this.indexes.get('status')?.get(status)?.keys() ?? []) {
-        const node = this.records.get(key) as NodeRecord;
+        const node = this.byKey.get(key) as NodeRecord;
         if (node.removed_at !== null && Date.parse(node.removed_at) < cutoffMs) doomed.push([key, node]);
       }
     }
     for (const [key, node] of doomed) {
       this.unindex(key, node);
       this.records.delete(key);
+      this.byKey.delete(key);
     }
     return doomed.length;
   }
 
   get(namespace: string, nodeId: string): NodeRecord | undefined {
-    return this.records.get(nodeKey(namespace, nodeId));
+    return this.byKey.get(nodeKey(namespace, nodeId));
   }
 
   private indexSet(field: IndexedField, value: string): KeySet | undefined {
@@ -219,7 +227,7 @@ export class LiveView {
     let lastKey: string | null = null;
     for (const key of source.keys(query.after)) {
       if (key === query.after) continue;
-      const node = this.records.get(key) as NodeRecord;
+      const node = this.byKey.get(key) as NodeRecord;
       if (!matches(node, query, range)) continue;
       if (nodes.length === query.limit) return { nodes, next: lastKey };
       nodes.push(node);
@@ -259,6 +267,15 @@ export class LiveView {
       this.events.on('version', onVersion);
       signal?.addEventListener('abort', done, { once: true });
     });
+  }
+
+  /**
+   * Calls `listener` with each change as it is applied and the record it replaced, or with null when
+   * the whole view is replaced (load); returns an unsubscribe function.
+   */
+  onChange(listener: (change: TopologyChange | null, previous: NodeRecord | undefined) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
   }
 
   /** Calls `listener` with every version the view moves to; returns an unsubscribe function. */

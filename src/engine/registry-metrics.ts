@@ -49,3 +49,8 @@ export class RegistryMetrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'rollcall_' });
   }
 }
+
+/** The metric `name` of `registry`, created by `create` the first time (components may be built twice). */
+export function metricOnce<T extends client.Metric>(registry: client.Registry, name: string, create: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? create();
+}

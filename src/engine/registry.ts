@@ -9,6 +9,31 @@ import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome } 
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
 import { WriteQueue } from './write-queue.js';
+import type { Compensation, WriteSaga } from './write-saga.js';
+
+/** Who asks for a write, as far as the caller knows. */
+export interface AdmissionContext {
+  /** A credential id, 'anonymous', or 'node:<id>'; 'anonymous' when absent. */
+  actor?: string;
+  /** The verified identity of the node, when its introspection was signed. */
+  identity?: { spiffeId: string };
+  /** The registry's own record: exempt from namespace policies and quotas. */
+  system?: boolean;
+}
+
+/**
+ * Namespace admission (policies, quotas): asked before every content-changing registration, with
+ * the node as the live view holds it; throwing a RollcallError refuses the write (nothing is written).
+ */
+export interface AdmissionCheck {
+  /**
+   * May return a release function: what the admission reserved for this write (a quota place) is
+   * held until the write has settled, committed or not, and then released.
+   */
+  admit(registration: Registration, current: NodeRecord | undefined, context: AdmissionContext & { namespace: string }): Promise<void | (() => void)>;
+  /** Told of every registration or deregistration this instance committed (the audit trail). */
+  committed?(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: TopologyChange }, context: AdmissionContext): void;
+}
 
 export interface RegistryOptions {
   store: Store;
@@ -25,6 +50,8 @@ export interface RegistryOptions {
   maxBatch: number;
   /** Write transactions in flight at once (batches of different nodes proceed side by side). */
   writeConcurrency: number;
+  /** A backend written before the store (atomic Consul mode); also settable later with useSaga(). */
+  saga?: WriteSaga;
   now?: () => number;
 }
 
@@ -81,16 +108,33 @@ export class Registry {
   private unwatch: (() => Promise<void>) | null = null;
   private catchingUp: Promise<void> | null = null;
   private catchUpAgain = false;
+  private flushRunning: Promise<number> | null = null;
+  private flushQueued: Promise<number> | null = null;
   private sweeperSince: number | null = null;
   private stopping = false;
+  private saga: WriteSaga | null;
+  private admission: AdmissionCheck | null = null;
+  /** The saga's write in flight per node: one at a time, so a compensation restores what it saw. */
+  private readonly sagaWrites = new Map<string, Promise<unknown>>();
   private readonly now: () => number;
   private readonly log: Logger;
 
   constructor(private readonly options: RegistryOptions) {
     this.now = options.now ?? Date.now;
+    this.saga = options.saga ?? null;
     this.log = options.logger.child({ component: 'engine' });
     this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
     this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, options.writeConcurrency, (size) => this.metrics.writeBatchSize.observe(size));
+  }
+
+  /** Puts `saga` in front of every content-changing write from now on (null removes it). */
+  useSaga(saga: WriteSaga | null): void {
+    this.saga = saga;
+  }
+
+  /** Puts `check` in front of every content-changing registration from now on (null removes it). */
+  useAdmission(check: AdmissionCheck | null): void {
+    this.admission = check;
   }
 
   get store(): Store {
@@ -145,10 +189,11 @@ export class Registry {
     return this.queue.depth;
   }
 
-  async register(registration: Registration): Promise<RegisterResult> {
+  async register(registration: Registration, context: AdmissionContext = {}): Promise<RegisterResult> {
     const started = process.hrtime.bigint();
     try {
-      const result = await this.registerUntimed(registration);
+      const result = await this.registerUntimed(registration, context);
+      if (result.change) this.admission?.committed?.({ action: 'register', namespace: registration.namespace, node_id: registration.node_id, change: result.change }, context);
       this.metrics.registrations.inc({ outcome: result.outcome });
       this.metrics.registrationsSucceeded.inc();
       return result;
@@ -162,7 +207,7 @@ export class Registry {
     }
   }
 
-  private async registerUntimed(registration: Registration): Promise<RegisterResult> {
+  private async registerUntimed(registration: Registration, context: AdmissionContext): Promise<RegisterResult> {
     this.assertRunning();
     checkDocumentSizes(registration);
     const live = this.view.get(registration.namespace, registration.node_id);
@@ -172,7 +217,14 @@ export class Registry {
       this.renew(live);
       return { outcome: 'unchanged', node: live, version: this.view.version, change: null };
     }
-    const outcome = await this.queue.submit({ kind: 'register', registration });
+    const release = this.admission && context.system !== true ? await this.admission.admit(registration, live, { ...context, namespace: registration.namespace }) : undefined;
+    let outcome: WriteOutcome;
+    try {
+      outcome = await this.write({ kind: 'register', registration }, registration.namespace, registration.node_id);
+    } finally {
+      // Committed writes are in the live view by now, so the reservation is no longer needed.
+      if (typeof release === 'function') release();
+    }
     switch (outcome.status) {
       case 'rejected':
         throw outcome.error;
@@ -235,12 +287,12 @@ export class Registry {
     this.pendingRenewals.set(nodeKey(node.namespace, node.node_id), { namespace: node.namespace, node_id: node.node_id, incarnation: node.incarnation, atMs });
   }
 
-  async deregister(namespace: string, nodeId: string, reason: string, incarnation?: number): Promise<DeregisterResult> {
+  async deregister(namespace: string, nodeId: string, reason: string, incarnation?: number, context: AdmissionContext = {}): Promise<DeregisterResult> {
     this.assertRunning();
     const write: NodeWrite = incarnation === undefined
       ? { kind: 'deregister', namespace, node_id: nodeId, reason }
       : { kind: 'deregister', namespace, node_id: nodeId, reason, incarnation };
-    const outcome = await this.queue.submit(write);
+    const outcome = await this.write(write, namespace, nodeId);
     switch (outcome.status) {
       case 'rejected':
         throw outcome.error;
@@ -248,8 +300,49 @@ export class Registry {
         return { node: outcome.node, change: null, version: this.view.version };
       case 'changed':
         this.pendingRenewals.delete(nodeKey(namespace, nodeId));
+        this.admission?.committed?.({ action: 'deregister', namespace, node_id: nodeId, change: outcome.change }, context);
         return { node: outcome.change.node, change: outcome.change, version: outcome.change.version };
     }
+  }
+
+  /**
+   * Queues a registration or deregistration, behind the saga's step when there is one: the step
+   * runs per write (concurrently across nodes, so group commit still batches the store writes that
+   * follow), and is compensated when the store rejects the write or the commit fails.
+   */
+  private write(write: NodeWrite, namespace: string, nodeId: string): Promise<WriteOutcome> {
+    const saga = this.saga;
+    if (!saga) return this.queue.submit(write);
+    const key = nodeKey(namespace, nodeId);
+    const previous = this.sagaWrites.get(key) ?? Promise.resolve();
+    const run = previous.then(async () => {
+      const compensation = await saga.beforeWrite(write, this.view.get(namespace, nodeId));
+      try {
+        let outcome: WriteOutcome;
+        try {
+          outcome = await this.queue.submit(write);
+        } catch (error) {
+          await this.compensate(compensation, namespace, nodeId);
+          throw error;
+        }
+        if (outcome.status === 'rejected') await this.compensate(compensation, namespace, nodeId);
+        return outcome;
+      } finally {
+        saga.afterWrite(write);
+      }
+    });
+    const settled = run.catch(() => undefined);
+    this.sagaWrites.set(key, settled);
+    void settled.then(() => {
+      if (this.sagaWrites.get(key) === settled) this.sagaWrites.delete(key);
+    });
+    return run;
+  }
+
+  private async compensate(compensation: Compensation | null, namespace: string, nodeId: string): Promise<void> {
+    if (!compensation) return;
+    // The saga repairs a failed compensation itself; this guards the caller's original error.
+    await compensation().catch((error: unknown) => this.log.error({ err: error, namespace, nodeId }, 'saga compensation threw'));
   }
 
   get(namespace: string, nodeId: string): NodeRecord {
@@ -326,8 +419,33 @@ export class Registry {
     return this.catchingUp;
   }
 
-  /** Writes the lease renewals gathered since the last flush in one statement. */
-  async flushHeartbeats(): Promise<number> {
+  /**
+   * Writes the lease renewals gathered so far in one statement. When it resolves, every heartbeat
+   * accepted before the call is durable: calls during a flush queue one more flush (shared by all).
+   */
+  flushHeartbeats(): Promise<number> {
+    if (this.flushQueued) return this.flushQueued;
+    if (this.flushRunning) {
+      this.flushQueued = this.flushRunning
+        .catch(() => 0)
+        .then(() => {
+          this.flushQueued = null;
+          return this.startFlush();
+        });
+      return this.flushQueued;
+    }
+    return this.startFlush();
+  }
+
+  private startFlush(): Promise<number> {
+    const run = this.flushOnce().finally(() => {
+      if (this.flushRunning === run) this.flushRunning = null;
+    });
+    this.flushRunning = run;
+    return run;
+  }
+
+  private async flushOnce(): Promise<number> {
     const history = this.pendingHistory;
     this.pendingHistory = [];
     if (history.length > 0) await this.options.store.recordHeartbeats(history);
@@ -393,6 +511,8 @@ export class Registry {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers.length = 0;
+    // Saga steps not yet queued (and their compensations) finish before the store goes.
+    await Promise.all([...this.sagaWrites.values()]);
     await this.queue.idle();
     this.stopping = true;
     await this.flushHeartbeats().catch((error: unknown) => this.log.warn({ err: error }, 'final heartbeat flush failed'));

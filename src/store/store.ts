@@ -49,6 +49,107 @@ export interface ChangesPage {
   prunedThrough: number;
 }
 
+/** A join token as stored: its hash only, never the token itself. */
+export interface JoinTokenRecord {
+  id: string;
+  token_hash: string;
+  namespace: string;
+  node_type: string;
+  uses_remaining: number;
+  max_uses: number;
+  expires_at: string;
+  created_at: string;
+}
+
+export type JoinTokenUse =
+  | { status: 'consumed'; token: JoinTokenRecord }
+  | { status: 'unknown' | 'expired' | 'used_up' }
+  | { status: 'wrong_node_type'; token: JoinTokenRecord };
+
+export interface IssuedCertificate {
+  serial: string;
+  spiffe_id: string;
+  namespace: string;
+  node_type: string;
+  node_id: string;
+  not_before: string;
+  not_after: string;
+  issued_via: string;
+}
+
+export interface CertificateRevocation {
+  id: number;
+  serial: string | null;
+  spiffe_id: string | null;
+  reason: string;
+  revoked_at: string;
+}
+
+/** One saved version of a namespace's admission policy (a CEL expression). */
+export interface PolicyVersion {
+  namespace: string;
+  version: number;
+  expression: string;
+  created_by: string;
+  created_at: string;
+}
+
+/** Node quotas of a namespace; null or absent means no limit. */
+export interface NamespaceQuotas {
+  namespace: string;
+  max_nodes: number | null;
+  max_nodes_per_type: Record<string, number>;
+  updated_by: string;
+  updated_at: string;
+}
+
+export type AuditDecision = 'allowed' | 'denied';
+
+/** One audit entry as recorded: who did what to which namespace and node, when, and the decision. */
+export interface AuditEntry {
+  occurred_at: string;
+  actor: string;
+  action: string;
+  namespace: string | null;
+  node_id: string | null;
+  decision: AuditDecision;
+  reason: string | null;
+  details: JsonObject;
+}
+
+export interface StoredAuditEntry extends AuditEntry {
+  id: number;
+}
+
+export interface AuditQuery {
+  namespace?: string;
+  action?: string;
+  decision?: AuditDecision;
+  /** ISO timestamp: entries at or after it. */
+  since?: string;
+  /** Entries with a smaller id than this one (the previous page's last). */
+  beforeId?: number;
+  limit: number;
+}
+
+export const API_KEY_SCOPES = ['nodes:read', 'nodes:write', 'admin'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+/** An API key as stored: never the secret, only its SHA-256. */
+export interface ApiKeyRecord {
+  id: string;
+  name: string | null;
+  /** The namespace it may act in, or `*` for every namespace. */
+  namespace: string;
+  scope: ApiKeyScope;
+  secret_hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+/** Singleton duties: run by exactly one instance at a time (the holder of an advisory lock). */
+export type Duty = 'sweeper' | 'relay' | 'consul';
+
 export interface Store {
   readonly dialect: 'postgres' | 'pglite';
   migrate(): Promise<void>;
@@ -73,7 +174,46 @@ export interface Store {
    */
   watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>>;
   /** True while this process holds the singleton duty `duty` (lease sweeper, purger). */
-  holdsDuty(duty: 'sweeper'): Promise<boolean>;
+  holdsDuty(duty: Duty): Promise<boolean>;
+  /** The topology version a projection has published through (0 when it never ran). */
+  projectionPosition(projection: string): Promise<number>;
+  /** Records a projection's progress; never moves it backwards. */
+  saveProjectionPosition(projection: string, version: number): Promise<void>;
+  /** Identity: stores a join token (hashed by the caller). */
+  createJoinToken(token: JoinTokenRecord): Promise<void>;
+  /** Identity: takes one use of the token if it is known, unexpired, not used up and for `nodeType`. */
+  consumeJoinToken(tokenHash: string, nodeType: string, nowMs: number): Promise<JoinTokenUse>;
+  recordCertificate(certificate: IssuedCertificate): Promise<void>;
+  revokeCertificate(revocation: { serial?: string; spiffe_id?: string; reason: string }, nowMs: number): Promise<CertificateRevocation>;
+  listRevocations(): Promise<CertificateRevocation[]>;
+  /** True when the serial is revoked, or the SPIFFE ID was revoked at or after `notBeforeMs`. */
+  isRevoked(serial: string, spiffeId: string, notBeforeMs: number): Promise<boolean>;
+  /** Saves `expression` as the namespace's next policy version. */
+  savePolicy(namespace: string, expression: string, createdBy: string, nowMs: number): Promise<PolicyVersion>;
+  /** The namespace's latest policy, or the given version of it. */
+  getPolicy(namespace: string, version?: number): Promise<PolicyVersion | null>;
+  /** Every version of the namespace's policy, newest first. */
+  listPolicyVersions(namespace: string): Promise<PolicyVersion[]>;
+  /** The latest policy of every namespace that has one. */
+  currentPolicies(): Promise<PolicyVersion[]>;
+  putQuotas(quotas: Omit<NamespaceQuotas, 'updated_at'>, nowMs: number): Promise<NamespaceQuotas>;
+  getQuotas(namespace: string): Promise<NamespaceQuotas | null>;
+  listQuotas(): Promise<NamespaceQuotas[]>;
+  /** Appends audit entries (there is no update path); deletes happen only in purgeAudit. */
+  appendAudit(entries: AuditEntry[]): Promise<void>;
+  /** Audit entries matching `query`, newest first. */
+  queryAudit(query: AuditQuery): Promise<StoredAuditEntry[]>;
+  /** Retention: deletes audit entries older than `cutoffMs`; returns how many. */
+  purgeAudit(cutoffMs: number): Promise<number>;
+  /** API keys: stores a new key (its secret already hashed). */
+  createApiKey(key: Omit<ApiKeyRecord, 'revoked_at'>): Promise<ApiKeyRecord>;
+  getApiKey(id: string): Promise<ApiKeyRecord | null>;
+  /** Every key, revoked ones too, oldest first. */
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Marks the key revoked (once); null when there is no such key. */
+  revokeApiKey(id: string, nowMs: number): Promise<ApiKeyRecord | null>;
+  /** How many keys were ever created, revoked ones included. */
+  countApiKeys(): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

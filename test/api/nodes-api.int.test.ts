@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { json, startTestServer, type TestServer } from '../support/server.js';
+import { expectProblem } from '../support/problems.js';
 
 let t: TestServer;
 before(async () => {
@@ -12,34 +13,10 @@ after(async () => {
   await t.close();
 });
 
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: string;
-  detail: string;
-}
-
 /** Topology version and every record: what must not move when a request is refused. */
 async function snapshot(): Promise<unknown> {
   const nodes = await json<{ nodes: unknown[]; topology_version: number }>(`${t.url}/api/v1/nodes?limit=1000&namespace=*&status=online,offline,removed`);
   return nodes.body;
-}
-
-async function expectProblem(
-  request: Promise<{ status: number; contentType: string; body: unknown }>,
-  status: number,
-  code: string,
-): Promise<Problem> {
-  const response = await request;
-  assert.equal(response.status, status, JSON.stringify(response.body));
-  assert.match(response.contentType, /^application\/problem\+json/);
-  const problem = response.body as Problem;
-  assert.equal(problem.code, code);
-  assert.equal(problem.status, status);
-  assert.ok(problem.detail.length > 0);
-  assert.match(problem.type, /^urn:rollcall:problem:/);
-  return problem;
 }
 
 const seed = {

@@ -1,50 +1,16 @@
 // PostgreSQL going away and coming back, through a TCP proxy the test can cut: writes get a clear
 // 503, reads keep being served from memory, health says so, and everything resumes by itself.
 import { strict as assert } from 'node:assert';
-import { createServer, type Server, type Socket, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { KafkaBus } from '../../src/bus/kafka-bus.js';
+import { envelope } from '../../src/domain/events.js';
+import { CuttableProxy } from '../support/cuttable-proxy.js';
+import { KAFKA_BROKERS, requireKafka, testTopics } from '../support/kafka.js';
+import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
-
-/** Forwards a local port to PostgreSQL until cut; restore() listens on the same port again. */
-class CuttableProxy {
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async listen(): Promise<void> {
-    if (this.server) return;
-    const server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on('close', () => this.sockets.delete(socket));
-        socket.on('error', () => socket.destroy());
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', resolve);
-    });
-    const address = server.address();
-    this.port = typeof address === 'object' && address ? address.port : 0;
-    this.server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 describe('store outage', () => {
   let database: TestDatabase;
@@ -117,6 +83,56 @@ describe('store outage', () => {
       await waitFor('the peer\'s write to reach this instance', async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
     } finally {
       await peer.stop();
+    }
+  });
+});
+
+describe('store outage under the Kafka intake', () => {
+  it('leaves events uncommitted while PostgreSQL is away and writes every one when it returns', async () => {
+    await requireKafka();
+    const { topics, config: kafka } = testTopics();
+    const database = await createTestDatabase();
+    const target = new URL(database.url);
+    const proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    await proxy.listen();
+    const viaProxy = new URL(database.url);
+    viaProxy.port = String(proxy.port);
+    const t = await startTestServer({ database, config: { databaseUrl: viaProxy.toString(), ...kafka, sweepIntervalMs: 30_000, heartbeatFlushMs: 200 } });
+    const bus = new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: 'outage-test', logger: testLogger });
+    const announce = (nodeId: string) => ({ key: nodeId, value: JSON.stringify(envelope('NODE_INTROSPECTION', nodeId, { node_id: nodeId, node_type: 'outage' })) });
+    const status = async (nodeId: string) => (await json(`${t.url}/api/v1/nodes/${nodeId}`)).status;
+    try {
+      await bus.publish(topics.introspection, [announce('k-before')]);
+      await waitFor('k-before', async () => ((await status('k-before')) === 200 ? true : undefined), 20_000);
+
+      await proxy.cut();
+      const during = Array.from({ length: 20 }, (_, i) => `k-during-${i}`);
+      await bus.publish(topics.introspection, during.map(announce));
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      assert.equal((await json(`${t.url}/health`)).status, 503);
+      for (const nodeId of during) assert.equal(await status(nodeId), 404, `${nodeId} is not shown before it is durable`);
+
+      await proxy.listen();
+      await waitFor('every event of the outage written', async () => {
+        const codes = await Promise.all(during.map(status));
+        return codes.every((code) => code === 200) ? true : undefined;
+      }, 30_000);
+      const direct = new pg.Client({ connectionString: database.url });
+      await direct.connect();
+      try {
+        const rows = await direct.query<{ count: string }>(`SELECT count(*) FROM node_registrations WHERE node_type = 'outage'`);
+        assert.equal(Number(rows.rows[0]?.count), 21);
+      } finally {
+        await direct.end();
+      }
+      // Store errors are not the message's fault: nothing went to the dead-letter topic.
+      assert.equal(/rollcall_dead_letters_total\{/.test(await (await fetch(`${t.url}/metrics`)).text()), false);
+    } finally {
+      await bus.close();
+      await proxy.listen();
+      await t.stop();
+      await proxy.cut();
+      await database.drop();
     }
   });
 });

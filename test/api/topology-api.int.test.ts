@@ -2,6 +2,7 @@
 // group commit, and two instances sharing one database.
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
+import { DEFAULT_TOPIC_PREFIX, topicNames } from '../../src/domain/events.js';
 import { openStore } from '../../src/store/open-store.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
@@ -217,6 +218,41 @@ describe('two instances on one database', () => {
     assert.deepEqual(seen.labels, ['x']);
     const va = (await json<{ version: number }>(`${a.url}/api/v1/topology`)).body.version;
     await waitFor('b at the same version', async () => ((await json<{ version: number }>(`${b.url}/api/v1/topology`)).body.version === va ? true : undefined), 3000);
+  });
+
+  it('relays every change into each instance\'s own in-process bus, keeping no relay position in the store', async () => {
+    const topic = topicNames(DEFAULT_TOPIC_PREFIX('dev')).topologyDiff;
+    const received = { a: [] as number[], b: [] as number[] };
+    const subscriptions = await Promise.all((['a', 'b'] as const).map(async (which) => {
+      const server = which === 'a' ? a : b;
+      const subscription = await server.server.bus.subscribe({
+        group: `relay-test-${which}`,
+        topics: [topic],
+        start: 'latest',
+        handler: async (batch) => {
+          for (const message of batch) {
+            const diff = JSON.parse(message.value) as { payload: { changes: { node_id: string; version: number }[] } };
+            for (const change of diff.payload.changes) if (change.node_id === 'relayed-1') received[which].push(change.version);
+          }
+        },
+      });
+      await subscription.ready;
+      return subscription;
+    }));
+    try {
+      const registered = await register(a.url, { node_id: 'relayed-1', hostname: 's', role: 'r' });
+      const version = registered.body.topology_version;
+      // Both instances' buses carry the diff: an in-process follower works on either instance.
+      await waitFor('the diff on both instances', async () => (received.a.includes(version) && received.b.includes(version) ? true : undefined), 5000);
+      const store = await openStore({ kind: 'postgres', url: database.url });
+      try {
+        assert.equal(await store.projectionPosition('topology-diff'), 0, 'no position kept for a bus that ends with the process');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await Promise.all(subscriptions.map((subscription) => subscription.close()));
+    }
   });
 
   it('counts heartbeats sent to either instance and expires a lapsed lease exactly once', async () => {

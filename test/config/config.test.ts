@@ -4,7 +4,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadConfig, redactUrl } from '../../src/config/config.js';
+import { loadConfig, redactUrl, topicPrefixOf } from '../../src/config/config.js';
+import { topicNames } from '../../src/domain/events.js';
 import { isRollcallError } from '../../src/domain/errors.js';
 
 function configError(run: () => unknown): { message: string; field: unknown } {
@@ -55,6 +56,41 @@ describe('configuration', () => {
     assert.equal(loadConfig({ env: { POSTGRES_HOST: 'x', DATABASE_URL: 'postgres://a@b/c' } }).databaseUrl, 'postgres://a@b/c');
   });
 
+  it('honours the seeds\' Kafka variables: broker URL and the environment as topic prefix', () => {
+    const embedded = loadConfig({ env: {} });
+    assert.equal(embedded.kafkaBrokers, undefined, 'no Kafka unless asked: the in-process bus');
+    assert.equal(topicNames(topicPrefixOf(embedded)).introspection, 'dev.omninode_bridge.onex.evt.node-introspection.v1');
+    const config = loadConfig({ env: { KAFKA_BROKER_URL: 'kafka-1:9092,kafka-2:9092', KAFKA_ENVIRONMENT: 'prod', ROLLCALL_KAFKA_PARTITIONS: '12', ROLLCALL_KAFKA_CREATE_TOPICS: 'false' } });
+    assert.equal(config.kafkaBrokers, 'kafka-1:9092,kafka-2:9092');
+    assert.equal(config.kafkaPartitions, 12);
+    assert.equal(config.kafkaCreateTopics, false);
+    assert.equal(config.kafkaGroupId, 'bridge-registry-group');
+    const topics = topicNames(topicPrefixOf(config));
+    assert.deepEqual(Object.values(topics), [
+      'prod.omninode_bridge.onex.evt.node-introspection.v1',
+      'prod.omninode_bridge.onex.evt.node-heartbeat.v1',
+      'prod.omninode_bridge.onex.evt.node-tombstone.v1',
+      'prod.omninode_bridge.onex.evt.registry-request-introspection.v1',
+      'prod.omninode_bridge.onex.evt.topology-diff.v1',
+      'prod.omninode_bridge.onex.evt.dead-letter.v1',
+    ]);
+    assert.equal(topicPrefixOf(loadConfig({ env: { KAFKA_ENVIRONMENT: 'prod', ROLLCALL_KAFKA_TOPIC_PREFIX: 'acme.registry' } })), 'acme.registry');
+    assert.equal(configError(() => loadConfig({ env: { KAFKA_ENVIRONMENT: 'has space' } })).field, 'kafkaEnvironment');
+  });
+
+  it('reads the namespaces with Kafka topics of their own, comma separated, and refuses a bad one by name', () => {
+    assert.deepEqual(loadConfig({ env: {} }).kafkaNamespaceTopics, []);
+    assert.deepEqual(loadConfig({ env: { ROLLCALL_KAFKA_NAMESPACE_TOPICS: 'alpha, beta,' } }).kafkaNamespaceTopics, ['alpha', 'beta']);
+    assert.deepEqual(loadConfig({ env: {}, flags: { kafkaNamespaceTopics: ['gamma'] } }).kafkaNamespaceTopics, ['gamma']);
+    for (const bad of ['alpha,Not_A_Namespace', '-beta', 'default']) {
+      const error = configError(() => loadConfig({ env: { ROLLCALL_KAFKA_NAMESPACE_TOPICS: bad } }));
+      assert.equal(error.field, 'kafkaNamespaceTopics', bad);
+      assert.match(error.message, /kafkaNamespaceTopics/);
+    }
+    const long = configError(() => loadConfig({ env: { ROLLCALL_KAFKA_TOPIC_PREFIX: 'p'.repeat(180), ROLLCALL_KAFKA_NAMESPACE_TOPICS: 'n'.repeat(60) } }));
+    assert.equal(long.field, 'kafkaNamespaceTopics', 'topic names longer than Kafka allows');
+  });
+
   it('names the bad field and where it came from', () => {
     const port = configError(() => loadConfig({ env: {}, flags: { port: 99999 } }));
     assert.equal(port.field, 'port');
@@ -75,11 +111,39 @@ describe('configuration', () => {
     assert.equal(redactUrl('postgres://u:s3cret@h:5432/d'), 'postgres://u:***@h:5432/d');
   });
 
+  it('asks for client certificates by default only with TLS and a trust bundle, and refuses mTLS without them', () => {
+    const tls = { ROLLCALL_TLS_CERT_FILE: '/tls/server.pem', ROLLCALL_TLS_KEY_FILE: '/tls/server.key' };
+    assert.equal(loadConfig({ env: {} }).tlsClientAuth, 'off');
+    assert.equal(loadConfig({ env: tls }).tlsClientAuth, 'off');
+    assert.equal(loadConfig({ env: { ROLLCALL_CA_CERT_FILE: '/ca/ca.pem', ROLLCALL_CA_KEY_FILE: '/ca/ca.key' } }).tlsClientAuth, 'off');
+    assert.equal(loadConfig({ env: { ...tls, ROLLCALL_CA_CERT_FILE: '/ca/ca.pem', ROLLCALL_CA_KEY_FILE: '/ca/ca.key' } }).tlsClientAuth, 'optional');
+    assert.equal(loadConfig({ env: { ...tls, ROLLCALL_TRUST_BUNDLE_FILE: '/ca/bundle.pem' } }).tlsClientAuth, 'optional');
+    assert.equal(loadConfig({ env: { ...tls, ROLLCALL_TRUST_BUNDLE_FILE: '/ca/bundle.pem', ROLLCALL_TLS_CLIENT_AUTH: 'require' } }).tlsClientAuth, 'require');
+    assert.equal(loadConfig({ env: { ...tls, ROLLCALL_TRUST_BUNDLE_FILE: '/ca/bundle.pem', ROLLCALL_TLS_CLIENT_AUTH: 'off' } }).tlsClientAuth, 'off');
+    const noTls = configError(() => loadConfig({ env: { ROLLCALL_TRUST_BUNDLE_FILE: '/ca/bundle.pem', ROLLCALL_TLS_CLIENT_AUTH: 'require' } }));
+    assert.equal(noTls.field, 'tlsClientAuth');
+    assert.match(noTls.message, /"tlsClientAuth" from environment.*needs TLS/);
+    const noBundle = configError(() => loadConfig({ env: tls, flags: { tlsClientAuth: 'optional' } }));
+    assert.equal(noBundle.field, 'tlsClientAuth');
+    assert.match(noBundle.message, /trust bundle/);
+    assert.equal(configError(() => loadConfig({ env: { ROLLCALL_TLS_CLIENT_AUTH: 'sometimes' } })).field, 'tlsClientAuth');
+  });
+
   it('refuses a config file that is not a JSON object, naming the file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'rollcall-config-'));
     const file = join(dir, 'bad.json');
     await writeFile(file, '[1,2]');
     assert.match(configError(() => loadConfig({ env: {}, file })).message, /bad\.json/);
     assert.match(configError(() => loadConfig({ env: {}, file: join(dir, 'missing.json') })).message, /Cannot read/);
+  });
+
+  it('scopes the Consul projection by namespace: off by default, or Consul Enterprise namespaces', () => {
+    const defaults = loadConfig({ env: {} });
+    assert.equal(defaults.consulNamespaces, 'off');
+    assert.equal(defaults.consulNamespaceServiceName, undefined);
+    const enterprise = loadConfig({ env: { ROLLCALL_CONSUL_NAMESPACES: 'enterprise', ROLLCALL_CONSUL_NAMESPACE_SERVICE_NAME: '{namespace}-{node_type}' } });
+    assert.equal(enterprise.consulNamespaces, 'enterprise');
+    assert.equal(enterprise.consulNamespaceServiceName, '{namespace}-{node_type}');
+    assert.equal(configError(() => loadConfig({ env: { ROLLCALL_CONSUL_NAMESPACES: 'oss' } })).field, 'consulNamespaces');
   });
 });

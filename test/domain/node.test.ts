@@ -1,8 +1,9 @@
 // The model: both wire shapes become one registration; content hashing and changed fields.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { parseIntrospection } from '../../src/domain/introspection.js';
-import { canonicalJson, jsonContains } from '../../src/domain/json.js';
+import { canonicalJson, jsonContains, jsonEqual } from '../../src/domain/json.js';
 import { changedFields, contentHash, fromDagi, fromIntrospection, recordFrom } from '../../src/domain/node.js';
 import { isRollcallError } from '../../src/domain/errors.js';
 
@@ -26,6 +27,24 @@ describe('JSON helpers', () => {
   it('serialises canonically whatever the key order', () => {
     assert.equal(canonicalJson({ b: 1, a: { d: [1, { f: 2, e: 1 }], c: null } }), canonicalJson({ a: { c: null, d: [1, { e: 1, f: 2 }] }, b: 1 }));
     assert.notEqual(canonicalJson({ a: [1, 2] }), canonicalJson({ a: [2, 1] }));
+  });
+
+  it('compares documents as their canonical serialisations do, whatever the key order', () => {
+    assert.ok(jsonEqual({ b: 1, a: { d: [1, { f: 2, e: 1 }], c: null } }, { a: { c: null, d: [1, { e: 1, f: 2 }] }, b: 1 }));
+    assert.ok(!jsonEqual({ a: [1, 2] }, { a: [2, 1] }));
+    assert.ok(!jsonEqual({ a: 1 }, { a: 1, b: 2 }));
+    assert.ok(jsonEqual({ a: 1, b: undefined }, { a: 1 }));
+    assert.ok(!jsonEqual({ a: {} }, { a: [] }));
+    // Any two JSON documents, equal or not, and a document against a copy with its keys reversed.
+    const reversed = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(reversed);
+      if (value === null || typeof value !== 'object') return value;
+      return Object.fromEntries(Object.entries(value).reverse().map(([key, item]) => [key, reversed(item)]));
+    };
+    fc.assert(fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
+      assert.equal(jsonEqual(a, b), canonicalJson(a) === canonicalJson(b));
+      assert.ok(jsonEqual(a, reversed(a)));
+    }), { numRuns: 2000 });
   });
 
   it('matches containment as PostgreSQL jsonb @> does', () => {

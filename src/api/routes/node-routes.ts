@@ -4,15 +4,44 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RollcallError } from '../../domain/errors.js';
 import { parseIntrospection } from '../../domain/introspection.js';
-import { fromDagi, type NodeRecord } from '../../domain/node.js';
-import { DagiRegistrationSchema, HeartbeatSchema, NodeId, ProfileBodySchema, Reason, NodeType } from '../../domain/schemas.js';
-import type { Registry } from '../../engine/registry.js';
+import { checkDepth, fromDagi, type NodeRecord } from '../../domain/node.js';
+import { DagiRegistrationSchema, HeartbeatSchema, NodeId, ProfileBodySchema, Reason, NodeType, type Envelope } from '../../domain/schemas.js';
+import type { DeregisterResult, RegisterResult, Registry } from '../../engine/registry.js';
+import type { IntrospectionVerifier } from '../../security/introspection-verifier.js';
+import { admissionContext, credentialNamespace } from '../auth.js';
 import * as params from '../query-params.js';
 
 export interface NodeRouteOptions {
   registry: Registry;
   defaultNamespace: string;
   defaultLeaseTtlMs: number;
+  /** Checks signed introspections (signatureMode); absent: none checked. */
+  verifier?: IntrospectionVerifier;
+}
+
+/** The answer to an accepted introspection (HTTP and signed events), with the event's ids when it came in an envelope. */
+export function introspectionAnswer(result: RegisterResult, startedMs: number, envelope: Envelope | null): Record<string, unknown> {
+  return {
+    status: 'success',
+    registered_node_id: result.node.node_id,
+    namespace: result.node.namespace,
+    outcome: result.outcome,
+    topology_version: result.version,
+    registration_time_ms: Math.round((performance.now() - startedMs) * 1000) / 1000,
+    ...(envelope ? { event_id: envelope.event_id, correlation_id: envelope.correlation_id ?? null } : {}),
+  };
+}
+
+/** The answer to a deregistration (DELETE and signed tombstones). */
+export function deregistrationAnswer(result: DeregisterResult): Record<string, unknown> {
+  return {
+    node_id: result.node.node_id,
+    namespace: result.node.namespace,
+    status: result.node.status,
+    reason: result.node.removal_reason,
+    changed: result.change !== null,
+    topology_version: result.version,
+  };
 }
 
 /** A record as the API shows it: the stored fields plus when its lease runs out. */
@@ -57,7 +86,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   api.post('/api/v1/nodes/register', {
     schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
   }, async (request, reply) => {
-    const result = await registry.register(fromDagi(request.body, defaults));
+    const result = await registry.register(fromDagi(request.body, defaults), admissionContext(request));
     const node = result.node;
     return reply.code(result.outcome === 'added' ? 201 : 200).send({
       node_id: node.node_id,
@@ -93,17 +122,18 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     },
   }, async (request, reply) => {
     const started = performance.now();
-    const { registration, envelope } = parseIntrospection(request.body, defaults);
-    const result = await registry.register(registration);
-    return reply.code(result.outcome === 'added' ? 201 : 200).send({
-      status: 'success',
-      registered_node_id: result.node.node_id,
-      namespace: result.node.namespace,
-      outcome: result.outcome,
-      topology_version: result.version,
-      registration_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      ...(envelope ? { event_id: envelope.event_id, correlation_id: envelope.correlation_id ?? null } : {}),
+    // A signed envelope without a namespace belongs to the credential's namespace (auth leaves its body as signed).
+    const { registration, envelope } = parseIntrospection(request.body, { ...defaults, namespace: credentialNamespace(request) ?? defaults.namespace });
+    const { verifier } = options;
+    const verified = verifier !== undefined && verifier.mode !== 'off'
+      ? await verifier.verify(envelope, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type }, { source: 'http' })
+      : null;
+    const result = await registry.register(registration, admissionContext(request, verified)).catch((error: unknown) => {
+      // The registry failed, not the sender: the same signed event may be sent again.
+      if (!(error instanceof RollcallError) || error.status >= 500) verifier?.forget(envelope);
+      throw error;
     });
+    return reply.code(result.outcome === 'added' ? 201 : 200).send(introspectionAnswer(result, started, envelope));
   });
 
   api.get('/api/v1/nodes', {
@@ -147,15 +177,8 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     const namespace = params.namespace(query, options.defaultNamespace) as string;
     const reason = query.reason ?? 'manual_deregistration';
     const incarnation = query.incarnation === undefined ? undefined : Number(query.incarnation);
-    const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation);
-    return {
-      node_id: result.node.node_id,
-      namespace: result.node.namespace,
-      status: result.node.status,
-      reason: result.node.removal_reason,
-      changed: result.change !== null,
-      topology_version: result.version,
-    };
+    const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation, admissionContext(request));
+    return deregistrationAnswer(result);
   });
 
   api.get('/api/v1/profiles/:role', {
@@ -175,6 +198,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     schema: { tags: ['profiles'], summary: 'Create or replace the configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery, body: ProfileBodySchema },
   }, async (request) => {
     const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+    checkDepth({ config: request.body.config });
     return registry.store.putProfile(namespace, request.params.role, request.body.config, Date.now());
   });
 }

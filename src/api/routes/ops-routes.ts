@@ -9,6 +9,13 @@ export interface OpsRouteOptions {
   /** Where the data lives, with any password masked. */
   storeTarget: string;
   startedAt: number;
+  /** Further components (the event bus, projections): unhealthy ones make the registry degraded. */
+  checks?: Record<string, () => Promise<ComponentCheck>>;
+}
+
+export interface ComponentCheck {
+  status: 'healthy' | 'degraded' | 'unhealthy';
+  [detail: string]: unknown;
 }
 
 export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void {
@@ -34,7 +41,12 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
     }
     const tasks = registry.taskStates();
     const tasksHealthy = Object.values(tasks).every((task) => task.running && task.lastError === null);
-    const status = store.status !== 'healthy' ? 'unhealthy' : tasksHealthy ? 'healthy' : 'degraded';
+    const components: Record<string, ComponentCheck> = {};
+    for (const [name, check] of Object.entries(options.checks ?? {})) {
+      components[name] = await check().catch((error: unknown) => ({ status: 'unhealthy' as const, error: (error as Error).message }));
+    }
+    const componentsHealthy = Object.values(components).every((component) => component.status === 'healthy');
+    const status = store.status !== 'healthy' ? 'unhealthy' : tasksHealthy && componentsHealthy ? 'healthy' : 'degraded';
     const counts = registry.view.countByStatus();
     return reply.code(status === 'unhealthy' ? 503 : 200).send({
       status,
@@ -54,6 +66,7 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
             last_error: task.lastError,
           }])),
         },
+        ...components,
       },
       nodes: counts,
     });

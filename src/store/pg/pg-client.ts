@@ -15,6 +15,8 @@ export class PgClient implements SqlClient {
   private readonly pool: pg.Pool;
   private readonly options: PgClientOptions;
   private lockClient: pg.PoolClient | null = null;
+  private lockSession: Promise<pg.PoolClient> | null = null;
+  private lockQueries: Promise<void> = Promise.resolve();
   private readonly heldLocks = new Set<number>();
   private closing: Promise<void> | null = null;
 
@@ -36,6 +38,10 @@ export class PgClient implements SqlClient {
 
   async transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A connection lost mid-transaction fails the running query, and also emits 'error' on the
+    // client; the pool listens only to idle clients, so without this the process would crash.
+    const onError = (error: Error): void => this.options.onError?.(error);
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const executor: SqlExecutor = {
@@ -46,11 +52,13 @@ export class PgClient implements SqlClient {
       };
       const value = await work(executor);
       await client.query('COMMIT');
+      client.off('error', onError);
       client.release();
       return value;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      // A connection that failed mid-transaction is not returned to the pool.
+      // A connection that failed mid-transaction is not returned to the pool (and keeps the
+      // listener: a discarded client may still report its end).
       client.release(error instanceof Error ? error : true);
       throw error;
     }
@@ -115,19 +123,34 @@ export class PgClient implements SqlClient {
 
   async tryAdvisoryLock(key: number): Promise<boolean> {
     if (this.heldLocks.has(key)) return true;
-    if (!this.lockClient) {
-      const client = await this.pool.connect();
-      client.on('error', (error) => {
-        // The session died: every lock it held is gone, and so is the claim on duties. The dead
-        // client goes back to the pool to be discarded (else pool.end() would wait for it forever).
-        this.heldLocks.clear();
-        if (this.lockClient === client) this.lockClient = null;
-        client.release(error);
-        this.options.onError?.(error);
-      });
-      this.lockClient = client;
-    }
-    const result = await this.lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
+    // One session holds every duty lock; concurrent first calls share its creation (two sessions
+    // would leave one checked out forever, and pool.end() waiting for it).
+    this.lockSession ??= this.pool.connect().then(
+      (client) => {
+        client.on('error', (error) => {
+          // The session died: every lock it held is gone, and so is the claim on duties. The dead
+          // client goes back to the pool to be discarded (else pool.end() would wait for it forever).
+          this.heldLocks.clear();
+          // Released already when close() ended it (ending it may report an error afterwards).
+          if (this.lockClient !== client) return;
+          this.lockClient = null;
+          this.lockSession = null;
+          client.release(error);
+          this.options.onError?.(error);
+        });
+        this.lockClient = client;
+        return client;
+      },
+      (error: unknown) => {
+        this.lockSession = null;
+        throw error;
+      },
+    );
+    const lockClient = await this.lockSession;
+    // One query at a time on the shared session (duties ask independently).
+    const asked = this.lockQueries.then(() => lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]));
+    this.lockQueries = asked.then(() => undefined, () => undefined);
+    const result = await asked;
     const locked = result.rows[0]?.locked === true;
     if (locked) this.heldLocks.add(key);
     return locked;
@@ -136,9 +159,12 @@ export class PgClient implements SqlClient {
   /** Idempotent: pg's Pool.end() never settles when called a second time. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      if (this.lockSession) await this.lockSession.catch(() => undefined);
+      this.lockSession = null;
       if (this.lockClient) {
-        this.lockClient.release(true);
+        const client = this.lockClient;
         this.lockClient = null;
+        client.release(true);
       }
       this.heldLocks.clear();
       await this.pool.end();

@@ -1,0 +1,103 @@
+// Per-namespace node quotas (in total and per node_type), counted from the live view: online and
+// offline records count, removed ones don't, and a node already counted is never counted twice.
+import { RollcallError } from '../domain/errors.js';
+import type { NodeRecord, Registration } from '../domain/node.js';
+import type { LiveView } from '../engine/live-view.js';
+import type { NamespaceQuotas } from '../store/store.js';
+
+/** Statuses that hold a place in a quota. */
+const COUNTED = ['online', 'offline'] as const;
+
+/** A new node admitted under a quota whose write has not settled yet. */
+interface Reservation {
+  namespace: string;
+  node_type: string;
+  /** Concurrent writes of the same node hold one place between them. */
+  holders: number;
+}
+
+export class QuotaBook {
+  private readonly quotas = new Map<string, NamespaceQuotas>();
+  /** Places held by admitted writes in flight, by `${namespace}/${node_id}`. */
+  private readonly reserved = new Map<string, Reservation>();
+
+  constructor(private readonly view: LiveView) {}
+
+  /** Replaces every namespace's quotas (a reload from the store). */
+  load(all: NamespaceQuotas[]): void {
+    this.quotas.clear();
+    for (const quotas of all) this.quotas.set(quotas.namespace, quotas);
+  }
+
+  set(quotas: NamespaceQuotas): void {
+    this.quotas.set(quotas.namespace, quotas);
+  }
+
+  get(namespace: string): NamespaceQuotas | undefined {
+    return this.quotas.get(namespace);
+  }
+
+  /**
+   * Throws QUOTA_EXCEEDED when `registration` would add a node the namespace has no room for.
+   * A node admitted into a new place reserves it until its write settles: the returned function
+   * releases it. So a burst of first registrations on this instance cannot overshoot; instances
+   * sharing a database each count their own writes in flight (see the README).
+   */
+  check(registration: Registration, current: NodeRecord | undefined): (() => void) | undefined {
+    const quotas = this.quotas.get(registration.namespace);
+    if (!quotas) return undefined;
+    const key = `${registration.namespace}/${registration.node_id}`;
+    const held = this.reserved.get(key);
+    const counted = (current !== undefined && current.status !== 'removed') || held !== undefined;
+    const countedType = (current !== undefined && current.status !== 'removed' && current.node_type === registration.node_type) || held?.node_type === registration.node_type;
+    let takesPlace = false;
+    if (!counted && quotas.max_nodes !== null) {
+      const used = this.count(registration.namespace, undefined, quotas.max_nodes);
+      if (used >= quotas.max_nodes) throw exceeded(registration, 'max_nodes', quotas.max_nodes, used);
+      takesPlace = true;
+    }
+    const typeLimit = quotas.max_nodes_per_type[registration.node_type];
+    if (typeLimit !== undefined && !countedType) {
+      const used = this.count(registration.namespace, registration.node_type, typeLimit);
+      if (used >= typeLimit) throw exceeded(registration, 'max_nodes_per_type', typeLimit, used);
+      takesPlace = true;
+    }
+    if (!takesPlace && held === undefined) return undefined;
+    const reservation = held ?? { namespace: registration.namespace, node_type: registration.node_type, holders: 0 };
+    reservation.holders += 1;
+    this.reserved.set(key, reservation);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      reservation.holders -= 1;
+      if (reservation.holders === 0 && this.reserved.get(key) === reservation) this.reserved.delete(key);
+    };
+  }
+
+  /**
+   * Nodes holding a place, committed or reserved, counted up to `limit`: enough to decide, never a
+   * full scan past it. A reserved node already committed (an update in flight) counts once.
+   */
+  private count(namespace: string, nodeType: string | undefined, limit: number): number {
+    if (limit === 0) return 0;
+    const page = this.view.query({ namespace, ...(nodeType === undefined ? {} : { node_type: nodeType }), status: [...COUNTED], limit });
+    let used = page.nodes.length;
+    for (const [key, reservation] of this.reserved) {
+      if (used >= limit) break;
+      if (reservation.namespace !== namespace || (nodeType !== undefined && reservation.node_type !== nodeType)) continue;
+      const nodeId = key.slice(namespace.length + 1);
+      const committed = this.view.get(namespace, nodeId);
+      const alreadyCounted = committed !== undefined && committed.status !== 'removed' && (nodeType === undefined || committed.node_type === nodeType);
+      if (!alreadyCounted) used += 1;
+    }
+    return used;
+  }
+}
+
+function exceeded(registration: Registration, quota: 'max_nodes' | 'max_nodes_per_type', limit: number, used: number): RollcallError {
+  const scope = quota === 'max_nodes' ? `namespace ${registration.namespace}` : `node_type ${registration.node_type} in namespace ${registration.namespace}`;
+  return new RollcallError('QUOTA_EXCEEDED', `The ${scope} holds ${used} of at most ${limit} nodes; node ${registration.node_id} would exceed it.`, {
+    details: { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type, quota, limit, used },
+  });
+}
