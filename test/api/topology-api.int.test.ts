@@ -126,9 +126,10 @@ describe('topology readers', () => {
   });
 
   it('takes a node offline when its lease lapses, once, and wants a new registration after', async () => {
-    await register(t.url, { node_id: 'lease-1', hostname: 'l', role: 'r', lease_ttl_seconds: 1 });
+    await register(t.url, { node_id: 'lease-1', hostname: 'l', role: 'r', lease_ttl_seconds: 2 });
     const since = (await json<{ version: number }>(`${t.url}/api/v1/topology`)).body.version;
-    for (let i = 0; i < 6; i += 1) {
+    // 3 s of heartbeats every 250 ms: past the 2 s lease, with room for a slow request.
+    for (let i = 0; i < 12; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       assert.equal((await json(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'lease-1' } })).status, 200, 'heartbeats keep it online past its TTL');
     }
@@ -143,7 +144,7 @@ describe('topology readers', () => {
     const beat = await json<{ code: string }>(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'lease-1' } });
     assert.equal(beat.status, 409);
     assert.equal(beat.body.code, 'REGISTRATION_REQUIRED');
-    const back = await register(t.url, { node_id: 'lease-1', hostname: 'l', role: 'r', lease_ttl_seconds: 1 });
+    const back = await register(t.url, { node_id: 'lease-1', hostname: 'l', role: 'r', lease_ttl_seconds: 2 });
     assert.equal(back.body.outcome, 'added');
   });
 
@@ -256,10 +257,11 @@ describe('two instances on one database', () => {
   });
 
   it('counts heartbeats sent to either instance and expires a lapsed lease exactly once', async () => {
-    await register(a.url, { node_id: 'shared-lease', hostname: 's', role: 'r', lease_ttl_seconds: 1 });
+    await register(a.url, { node_id: 'shared-lease', hostname: 's', role: 'r', lease_ttl_seconds: 2 });
     await waitFor('b sees it', async () => ((await json(`${b.url}/api/v1/nodes/shared-lease`)).status === 200 ? true : undefined), 3000);
     const since = (await json<{ version: number }>(`${a.url}/api/v1/topology`)).body.version;
-    for (let i = 0; i < 6; i += 1) {
+    // 3 s of heartbeats every 250 ms: past the 2 s lease, with room for a slow request.
+    for (let i = 0; i < 12; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       // Heartbeats go only to b; whichever instance sweeps must honour them.
       assert.equal((await json(`${b.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'shared-lease' } })).status, 200);

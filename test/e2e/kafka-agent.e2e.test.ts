@@ -150,7 +150,7 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     await mkdir(scratch('worker'), { recursive: true });
     await writeFile(capabilitiesFile(), JSON.stringify({ gpu: true, slots: 2 }));
     worker = await joinNode(plane, nodeIdFile, [
-      '--node-type', 'gpu-worker', '--hostname', 'e2e-kafka-host', '--ttl', '3', '--interval', '1', '--capabilities-file', capabilitiesFile(),
+      '--node-type', 'gpu-worker', '--hostname', 'e2e-kafka-host', '--ttl', '4', '--interval', '1', '--capabilities-file', capabilitiesFile(),
     ]);
     assert.match(worker.nodeId, /^node-[0-9a-f-]{36}$/);
     assert.equal((await readFile(nodeIdFile, 'utf8')).trim(), worker.nodeId);
@@ -161,7 +161,7 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     const { node } = added;
     assert.deepEqual(
       [node.namespace, node.role, node.labels, node.hostname, node.status, node.health_status, node.lease_ttl_ms],
-      ['default', 'worker', ['gpu', 'zone-a'], 'e2e-kafka-host', 'online', 'healthy', 3000],
+      ['default', 'worker', ['gpu', 'zone-a'], 'e2e-kafka-host', 'online', 'healthy', 4000],
     );
     assert.deepEqual(node.capabilities, { gpu: true, slots: 2 });
     assert.equal(node.metadata.agent, 'rollcall-join');
@@ -169,18 +169,19 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     assert.equal((await getNode(server, worker.nodeId)).status, 'online');
   });
 
-  it('heartbeats keep the node online past its 3 s lease, and the registry records each of them', TEST_TIMEOUT, async () => {
+  it('heartbeats keep the node online past its 4 s lease, and the registry records each of them', TEST_TIMEOUT, async () => {
     const heartbeats = new Set<string>();
-    const until = Date.now() + 4500;
+    const until = Date.now() + 5500;
     while (Date.now() < until) {
       const node = await getNode(server, worker.nodeId);
       assert.equal(node.status, 'online', `offline at ${new Date().toISOString()}: ${JSON.stringify(node)}`);
       heartbeats.add(node.last_heartbeat);
       await new Promise((resolve) => setTimeout(resolve, 400));
     }
-    assert.ok(heartbeats.size >= 3, `last_heartbeat took ${heartbeats.size} values in 4.5 s: ${[...heartbeats].join(', ')}`);
+    assert.ok(heartbeats.size >= 3, `last_heartbeat took ${heartbeats.size} values in 5.5 s: ${[...heartbeats].join(', ')}`);
     const latest = (await getNode(server, worker.nodeId)).last_heartbeat;
-    assert.ok(Date.now() - Date.parse(latest) < 2500, `last heartbeat ${latest} is stale`);
+    // Heartbeats every second: one older than the lease would have let the node expire.
+    assert.ok(Date.now() - Date.parse(latest) < 4000, `last heartbeat ${latest} is stale`);
     // A heartbeat renews the lease; it is no change of the topology.
     assert.deepEqual(changesOf(worker.nodeId).map((change) => change.change_type), ['added']);
   });

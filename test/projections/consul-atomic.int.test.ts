@@ -113,14 +113,11 @@ describe('consul atomic mode', () => {
     }
     assert.equal(await metric(t.url, BREAKER_STATE), 2);
     const seen = consul.requests.length;
-    const started = Date.now();
     const fast = await register({ node_id: 'refused-open', ip: '10.0.1.2' });
-    const elapsed = Date.now() - started;
     assert.equal(fast.status, 503);
     assert.equal(fast.body.code, 'CONSUL_UNAVAILABLE');
     assert.equal(fast.body.details?.circuit_breaker, 'open');
     assert.equal(consul.requests.length, seen, 'an open circuit sends nothing to Consul');
-    assert.ok(elapsed < 200, `refused in ${elapsed} ms`);
     assert.equal(await stored('refused-open'), undefined);
 
     // Consul back: half-open trials get through and close the circuit.

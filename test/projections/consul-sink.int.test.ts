@@ -106,15 +106,19 @@ describe('consul sink against a recording consul', () => {
     // the burst outlasts the first pass's window (a trailing pass carries its last heartbeats).
     const passTimes = (): number[] => consul.requests.filter((r) => r.method === 'PUT' && decodeURIComponent(r.pathname) === '/v1/agent/check/pass/service:worker-1').map((r) => r.at);
     const passesBefore = passTimes().length;
+    const burstStarted = Date.now();
     for (let i = 0; i < 20; i++) {
       await heartbeat(t.url, 'worker-1');
       await sleep(25);
     }
+    const burstMs = Date.now() - burstStarted;
     await waitFor('a pass', async () => (passTimes().length > passesBefore ? true : undefined), 3000);
     await sleep(1200);
+    // About half a second on a quiet machine; a loaded one stretches the burst, and each further
+    // second of it may carry one more pass.
     const burstPasses = passTimes().length - passesBefore;
-    assert.ok(burstPasses >= 1 && burstPasses <= 2, `${burstPasses} passes for 20 heartbeats`);
-    // A steady stream for 2.5 s (50 heartbeats) is renewed about once a second, never more.
+    assert.ok(burstPasses >= 1 && burstPasses <= 2 + Math.floor(burstMs / 1000), `${burstPasses} passes for 20 heartbeats over ${burstMs} ms`);
+    // A steady stream for 2.5 s (a heartbeat every 50 ms) is renewed about once a second, never more.
     const before = consul.passes.get('service:worker-1') ?? 0;
     const started = Date.now();
     let beats = 0;
@@ -124,9 +128,10 @@ describe('consul sink against a recording consul', () => {
       await sleep(50);
     }
     await sleep(300);
+    const streamMs = Date.now() - started;
     const passes = (consul.passes.get('service:worker-1') ?? 0) - before;
-    assert.ok(beats >= 30, `sent ${beats} heartbeats`);
-    assert.ok(passes >= 2 && passes <= 4, `${passes} passes for ${beats} heartbeats`);
+    assert.ok(beats >= 10, `sent ${beats} heartbeats`);
+    assert.ok(passes >= 2 && passes <= 1 + Math.ceil(streamMs / 1000), `${passes} passes for ${beats} heartbeats over ${streamMs} ms`);
     // Never two passes within TTL/3 (less the few ms between a round's start and its request).
     const times = passTimes();
     const gaps = times.slice(1).map((at, i) => at - (times[i] as number));
