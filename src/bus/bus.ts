@@ -64,6 +64,12 @@ export interface EventBus {
   /** Resolves once every message is durably accepted by the bus, in order per key. */
   publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
+  /**
+   * Whether any group has ever subscribed to the topic, where the bus can know it (the in-process
+   * bus; on Kafka readers are other processes, and this is absent). A topic nobody reads need not
+   * be written.
+   */
+  hasReaders?(topic: string): boolean;
   health(): Promise<BusHealth>;
   close(): Promise<void>;
 }

@@ -44,6 +44,8 @@ export class MemoryBus implements EventBus {
   private nextMember = 1;
   private closed = false;
   private readonly subscriptions = new Set<Subscription>();
+  /** Topics some group has subscribed to; a group keeps its positions after its members leave. */
+  private readonly read = new Set<string>();
 
   constructor(options: MemoryBusOptions = {}) {
     this.retain = options.retainPerPartition ?? 10_000;
@@ -104,6 +106,7 @@ export class MemoryBus implements EventBus {
       this.groups.set(options.group, group);
     }
     const member: Member = { id: this.nextMember++, topics: options.topics };
+    for (const topic of options.topics) this.read.add(topic);
     group.members.push(member);
     for (const topic of options.topics) {
       this.partitionsOf(topic).forEach((partition, index) => {
@@ -173,6 +176,10 @@ export class MemoryBus implements EventBus {
       });
     }
     return batch;
+  }
+
+  hasReaders(topic: string): boolean {
+    return this.read.has(topic);
   }
 
   async health(): Promise<BusHealth> {

@@ -119,6 +119,14 @@ export class TopologyDiffRelay {
           await this.alarm.sleep(standbyMs);
           continue;
         }
+        if (this.unread()) {
+          // Nobody in this process reads the diffs: building them would cost more than the writes
+          // that made them. A reader that subscribes later starts from its snapshot, and the first
+          // diff it gets names the version it follows (a gap from its snapshot means a resync).
+          this.published = registry.view.version;
+          for (const topic of this.topics) this.topicPositions.set(topic, this.published);
+          continue;
+        }
         await this.publishNext();
         this.lastError = null;
       } catch (error) {
@@ -127,6 +135,12 @@ export class TopologyDiffRelay {
         await this.alarm.sleep(1000);
       }
     }
+  }
+
+  /** On the in-process bus, when no group has subscribed to any diff topic. */
+  private unread(): boolean {
+    const { bus } = this.options;
+    return this.options.local === true && bus.hasReaders !== undefined && !this.topics.some((topic) => bus.hasReaders?.(topic) === true);
   }
 
   /** Positions are kept in the store (a broker's topics outlive this process). */
