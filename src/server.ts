@@ -231,6 +231,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     audit,
     identity,
     introspectionVerifier: verifier,
+    consulApi: { reapIntervalMs: config.consulApiReapIntervalMs, deregisterCriticalMinMs: config.consulApiDeregisterMinMs },
     ...(https ? { https } : {}),
     auth: {
       keys,

@@ -42,6 +42,8 @@ export interface AppOptions {
   audit?: AuditLog;
   /** Checks signed introspections on POST /api/v1/introspection (signatureMode). */
   introspectionVerifier?: IntrospectionVerifier;
+  /** The Consul-compatible API's reaper of critical services (consulApiReapIntervalMs, consulApiDeregisterMinMs). */
+  consulApi?: { reapIntervalMs: number; deregisterCriticalMinMs: number };
   /** PEM certificate and key: served over HTTPS only (tlsCertFile, tlsKeyFile). */
   https?: { cert: Buffer; key: Buffer };
 }
@@ -98,7 +100,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
   eventRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
   topologyRoutes(app, options.registry);
-  await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
+  await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...options.consulApi });
   sdRoutes(app, { registry: options.registry });
   identityRoutes(app, { identity: options.identity ?? null, defaultNamespace: options.defaultNamespace, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
   opsRoutes(app, { registry: options.registry, registryId: options.registryId, storeTarget: options.storeTarget, startedAt: options.startedAt ?? Date.now(), ...(options.checks ? { checks: options.checks } : {}) });

@@ -233,6 +233,39 @@ export function registrationOf(
   };
 }
 
+/** The shortest DeregisterCriticalServiceAfter of a service's checks, in ms; null when none sets one. */
+export function deregisterCriticalAfterMs(consul: ConsulMetadata): number | null {
+  let shortest: number | null = null;
+  for (const check of consul.checks) {
+    const after = check.DeregisterCriticalServiceAfter === undefined ? null : goDurationMs(check.DeregisterCriticalServiceAfter);
+    if (after !== null && (shortest === null || after < shortest)) shortest = after;
+  }
+  return shortest;
+}
+
+/**
+ * Since when a service's check has been critical: from its lease lapsing (the node went offline) or
+ * from the update that made it fail (health unhealthy while online); null while it is not critical.
+ */
+export function criticalSinceMs(node: NodeRecord): number | null {
+  if (node.status === 'offline') return Date.parse(node.removed_at ?? node.updated_at);
+  if (node.status === 'online' && node.health_status === 'unhealthy') return Date.parse(node.updated_at);
+  return null;
+}
+
+/**
+ * Consul's reaper: a service whose check has stayed critical for its DeregisterCriticalServiceAfter
+ * (never less than `minimumMs`; Consul's own minimum is one minute) is due to be deregistered.
+ */
+export function dueForReaping(node: NodeRecord, nowMs: number, minimumMs: number): boolean {
+  const consul = consulMetadataOf(node);
+  if (!consul) return false;
+  const after = deregisterCriticalAfterMs(consul);
+  if (after === null) return false;
+  const since = criticalSinceMs(node);
+  return since !== null && nowMs - since >= Math.max(after, minimumMs);
+}
+
 export function consulMetadataOf(node: NodeRecord): ConsulMetadata | null {
   const value = node.metadata.consul;
   if (!isObject(value) || typeof value.service !== 'string' || !Array.isArray(value.checks)) return null;

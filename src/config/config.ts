@@ -88,6 +88,8 @@ export const ConfigSchema = Type.Object({
   tlsKeyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key of tlsCertFile. Env ROLLCALL_TLS_KEY_FILE.' })),
   tlsClientAuth: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('optional'), Type.Literal('require')], { description: 'mTLS: the TLS listener asks for a client certificate; one that verifies as an SVID (chain to the trust bundle, validity, not revoked) authenticates its node, which may then write only itself. optional: asked for, API keys work too (authentication becomes required, as with a JWKS); require: every request but /, /health and /openapi.json needs one; off: not asked for. Default optional when TLS and a trust bundle (trustBundleFile or caCertFile) are configured, else off; optional and require need both. Env ROLLCALL_TLS_CLIENT_AUTH.' })),
   kafkaNamespaceTopics: Type.Array(Type.String({ pattern: NAMESPACE_PATTERN }), { default: [], description: 'Namespaces with Kafka topics of their own, {prefix}.ns.{namespace}.* (node events, registry requests, topology diffs, dead letters), so Kafka ACLs on that prefix keep a tenant to its namespace; their events are refused on the shared topics. Other namespaces, and the default one, use the shared topics. Env ROLLCALL_KAFKA_NAMESPACE_TOPICS (comma separated).' }),
+  consulApiReapIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'Consul-compatible API: how often services whose check stayed critical past its DeregisterCriticalServiceAfter are looked for and deregistered (Consul: 30 s). Env ROLLCALL_CONSUL_API_REAP_INTERVAL_MS.' }),
+  consulApiDeregisterMinMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 60_000, description: 'Consul-compatible API: the shortest DeregisterCriticalServiceAfter honoured; a shorter one waits this long (Consul: 1 minute). Env ROLLCALL_CONSUL_API_DEREGISTER_MIN_MS.' }),
   consulNamespaces: Type.Union([Type.Literal('off'), Type.Literal('enterprise')], { default: 'off', description: 'How rollcall namespaces map onto Consul. off: one Consul namespace; nodes outside the default namespace get service ID <namespace>~<node_id> and, by default, a name prefixed by <namespace>-. enterprise: each rollcall namespace is projected into the Consul Enterprise namespace of the same name (the ns parameter; it must exist in Consul), with the plain node_id as service ID. Env ROLLCALL_CONSUL_NAMESPACES.' }),
   consulNamespaceServiceName: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Consul service name template of nodes outside the default namespace (placeholders as consulServiceName). Default: consulServiceName when it names {namespace} or consulNamespaces is enterprise, else {namespace}- followed by consulServiceName. Env ROLLCALL_CONSUL_NAMESPACE_SERVICE_NAME.' })),
 });
@@ -172,6 +174,8 @@ const ENV: Partial<Record<keyof Config, string[]>> = {
   tlsKeyFile: ['ROLLCALL_TLS_KEY_FILE'],
   tlsClientAuth: ['ROLLCALL_TLS_CLIENT_AUTH'],
   kafkaNamespaceTopics: ['ROLLCALL_KAFKA_NAMESPACE_TOPICS'],
+  consulApiReapIntervalMs: ['ROLLCALL_CONSUL_API_REAP_INTERVAL_MS'],
+  consulApiDeregisterMinMs: ['ROLLCALL_CONSUL_API_DEREGISTER_MIN_MS'],
   consulNamespaces: ['ROLLCALL_CONSUL_NAMESPACES'],
   consulNamespaceServiceName: ['ROLLCALL_CONSUL_NAMESPACE_SERVICE_NAME'],
 };

@@ -14,6 +14,7 @@ import {
   agentServiceOf,
   catalogEntryOf,
   consulMetadataOf,
+  dueForReaping,
   goDurationMs,
   healthEntryOf,
   healthOfStatus,
@@ -37,6 +38,10 @@ export interface ConsulRouteOptions {
   defaultLeaseTtlMs: number;
   /** Datacenter name in answers (Consul's default: dc1). */
   datacenter?: string;
+  /** How often services critical past their DeregisterCriticalServiceAfter are looked for (Consul: 30 s). */
+  reapIntervalMs?: number;
+  /** The shortest DeregisterCriticalServiceAfter honoured; shorter ones wait this long (Consul: 1 minute). */
+  deregisterCriticalMinMs?: number;
 }
 
 /** Consul's blocking-query limits: wait defaults to 5 minutes and is capped at 10. */
@@ -120,6 +125,36 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     clearInterval(renewer);
     done();
   });
+  // The reaper: services whose check stayed critical past their DeregisterCriticalServiceAfter are
+  // deregistered, as Consul's agent does. Every instance looks; a second deregistration is a no-op.
+  const minimumMs = options.deregisterCriticalMinMs ?? 60_000;
+  let reaping = false;
+  const reap = async (): Promise<void> => {
+    if (reaping) return;
+    reaping = true;
+    try {
+      const now = Date.now();
+      for (const node of registry.list({ status: ['online', 'offline'], limit: Number.MAX_SAFE_INTEGER }).nodes) {
+        if (!dueForReaping(node, now, minimumMs)) continue;
+        try {
+          await registry.deregister(node.namespace, node.node_id, 'deregister_critical_service');
+          held.delete(nodeKey(node.namespace, node.node_id));
+          outputs.delete(nodeKey(node.namespace, node.node_id));
+        } catch (err) {
+          app.log.warn({ err, namespace: node.namespace, node_id: node.node_id }, 'could not deregister a critical Consul service; trying again');
+        }
+      }
+    } finally {
+      reaping = false;
+    }
+  };
+  const reaper = setInterval(() => void reap(), options.reapIntervalMs ?? 30_000);
+  reaper.unref();
+  app.addHook('onClose', (_instance, done) => {
+    clearInterval(reaper);
+    done();
+  });
+
   app.addHook('onReady', (done) => {
     // After a restart this agent takes its held services back.
     for (const node of registry.list({ status: ['online'], limit: Number.MAX_SAFE_INTEGER }).nodes) {
