@@ -183,6 +183,11 @@ export function parseServiceDefinition(body: unknown): ServiceDefinition {
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
+/** Whether rollcall runs a check itself (HTTP and TCP; see consul-checks.ts). */
+export function runnable(check: ConsulCheck): boolean {
+  return (check.Type === 'http' && check.HTTP !== undefined) || (check.Type === 'tcp' && check.TCP !== undefined);
+}
+
 export function ttlCheckOf(checks: ConsulCheck[]): ConsulCheck | undefined {
   return checks.find((check) => check.Type === 'ttl');
 }
@@ -194,14 +199,17 @@ export function healthOfStatus(status: CheckStatus): HealthStatus {
 /**
  * A service definition as a rollcall registration. A TTL check's TTL is the lease; without one the
  * default lease applies and the agent keeps it renewed. A TTL check starts critical unless its
- * Status says otherwise (as in Consul); other checks are not executed, so the service is passing.
+ * Status says otherwise (as in Consul), and so do HTTP and TCP checks, which rollcall runs; other
+ * checks are not executed, so a service with only those is passing.
  */
 export function registrationOf(
   def: ServiceDefinition,
   context: { namespace: string; agent: string; defaultLeaseTtlMs: number; existing: NodeRecord | undefined },
 ): Registration {
   const ttl = ttlCheckOf(def.Checks);
-  const status: CheckStatus = def.Status ?? (ttl ? 'critical' : 'passing');
+  // As in Consul, a check starts critical until it first passes; checks rollcall does not run
+  // (script, gRPC, alias) cannot pass, so a service with only those starts passing.
+  const status: CheckStatus = def.Status ?? (ttl || def.Checks.some(runnable) ? 'critical' : 'passing');
   const existing = context.existing;
   // Re-registering keeps the health the checks already have, as Consul keeps a check's status.
   const keepHealth = existing !== undefined && existing.status === 'online' && def.Status === null && ttl !== undefined;

@@ -4,6 +4,7 @@
 import { setMaxListeners } from 'node:events';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { RollcallError } from '../../domain/errors.js';
 import type { JsonObject } from '../../domain/json.js';
 import { nodeKey, type NodeRecord } from '../../domain/node.js';
@@ -27,6 +28,7 @@ import {
   type ConsulInstance,
   type FilterPredicate,
 } from '../consul-model.js';
+import { ConsulCheckRunner } from '../consul-checks.js';
 import { ConsulIndex, namespaceKey, serviceKey } from '../consul-index.js';
 import * as params from '../query-params.js';
 
@@ -81,6 +83,21 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
   const held = new Set<string>();
   /** Latest `note`/Output of a check update, per node (this instance's memory only). */
   const outputs = new Map<string, string>();
+
+  const checks = new ConsulCheckRunner({
+    registry,
+    agentNode: options.agentNode,
+    logger: app.log as unknown as Logger,
+    onResult: (namespace, nodeId, result) => {
+      const key = nodeKey(namespace, nodeId);
+      if (outputs.size >= MAX_OUTPUTS && !outputs.has(key)) outputs.clear();
+      outputs.set(key, result.output);
+    },
+  });
+  app.addHook('onClose', (_instance, done) => {
+    checks.close();
+    done();
+  });
 
   // Consul clients send JSON bodies with any content type, or none: parse every body here as JSON.
   app.removeAllContentTypeParsers();
@@ -138,6 +155,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
         if (!dueForReaping(node, now, minimumMs)) continue;
         try {
           await registry.deregister(node.namespace, node.node_id, 'deregister_critical_service');
+          checks.stop(nodeKey(node.namespace, node.node_id));
           held.delete(nodeKey(node.namespace, node.node_id));
           outputs.delete(nodeKey(node.namespace, node.node_id));
         } catch (err) {
@@ -160,6 +178,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     for (const node of registry.list({ status: ['online'], limit: Number.MAX_SAFE_INTEGER }).nodes) {
       const consul = consulMetadataOf(node);
       if (consul && consul.agent === options.agentNode && !ttlCheckOf(consul.checks)) held.add(nodeKey(node.namespace, node.node_id));
+      checks.sync(node);
     }
     done();
   });
@@ -268,10 +287,11 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     const definition = parseServiceDefinition(request.body);
     const existing = registry.view.get(namespace, definition.ID);
     const registration = registrationOf(definition, { namespace, agent: options.agentNode, defaultLeaseTtlMs: options.defaultLeaseTtlMs, existing });
-    await registry.register(registration);
+    const registered = await registry.register(registration);
     const key = nodeKey(namespace, definition.ID);
     if (ttlCheckOf(definition.Checks)) held.delete(key);
     else held.add(key);
+    checks.sync(registered.node);
     return reply.code(200).send();
   });
 
@@ -281,6 +301,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     const namespace = namespaceOf(request.query as params.Query);
     const { id } = request.params as { id: string };
     await registry.deregister(namespace, id, 'manual_deregistration');
+    checks.stop(nodeKey(namespace, id));
     held.delete(nodeKey(namespace, id));
     outputs.delete(nodeKey(namespace, id));
     return reply.code(200).send();
