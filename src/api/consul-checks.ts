@@ -37,6 +37,8 @@ export interface ConsulCheckRunnerOptions {
 export class ConsulCheckRunner {
   private readonly services = new Map<string, Running>();
   private closed = false;
+  /** Aborts the checks in flight at close, so shutdown does not wait for their timeouts. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: ConsulCheckRunnerOptions) {}
 
@@ -69,6 +71,7 @@ export class ConsulCheckRunner {
 
   close(): void {
     this.closed = true;
+    this.closing.abort();
     for (const key of [...this.services.keys()]) this.stop(key);
   }
 
@@ -81,7 +84,7 @@ export class ConsulCheckRunner {
       this.stop(key);
       return;
     }
-    const result = await execute(entry.check);
+    const result = await execute(entry.check, this.closing.signal);
     // Stopped or replaced while the check ran: its result belongs to nothing any more.
     if (this.services.get(key) !== running) return;
     entry.last = result;
@@ -108,16 +111,17 @@ export class ConsulCheckRunner {
 }
 
 /** Runs one check once. */
-export async function execute(check: ConsulCheck): Promise<CheckResult> {
+export async function execute(check: ConsulCheck, cancel?: AbortSignal): Promise<CheckResult> {
   const timeoutMs = goDurationMs(check.Timeout ?? '') ?? DEFAULT_TIMEOUT_MS;
-  if (check.Type === 'http' && check.HTTP !== undefined) return httpCheck(check.HTTP, timeoutMs);
-  if (check.Type === 'tcp' && check.TCP !== undefined) return tcpCheck(check.TCP, timeoutMs);
+  if (check.Type === 'http' && check.HTTP !== undefined) return httpCheck(check.HTTP, timeoutMs, cancel);
+  if (check.Type === 'tcp' && check.TCP !== undefined) return tcpCheck(check.TCP, timeoutMs, cancel);
   return { status: 'critical', output: `${check.Type.toUpperCase()} checks are not run by rollcall` };
 }
 
-async function httpCheck(url: string, timeoutMs: number): Promise<CheckResult> {
+async function httpCheck(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<CheckResult> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow', headers: { 'user-agent': 'rollcall-consul-check', accept: 'text/plain, text/*, */*' } });
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const response = await fetch(url, { signal: cancel ? AbortSignal.any([timeout, cancel]) : timeout, redirect: 'follow', headers: { 'user-agent': 'rollcall-consul-check', accept: 'text/plain, text/*, */*' } });
     // Consul shows the start of the body as the check's output.
     const body = (await response.text()).slice(0, 4096);
     const line = `HTTP GET ${url}: ${response.status} ${response.statusText} Output: ${body}`;
@@ -130,12 +134,12 @@ async function httpCheck(url: string, timeoutMs: number): Promise<CheckResult> {
   }
 }
 
-function tcpCheck(address: string, timeoutMs: number): Promise<CheckResult> {
+function tcpCheck(address: string, timeoutMs: number, cancel?: AbortSignal): Promise<CheckResult> {
   const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address);
   if (!match) return Promise.resolve({ status: 'critical', output: `TCP address ${address} is not host:port` });
   const [, host, port] = match as unknown as [string, string, string];
   return new Promise((resolve) => {
-    const socket = connect({ host, port: Number(port), timeout: timeoutMs });
+    const socket = connect({ host, port: Number(port), timeout: timeoutMs, ...(cancel ? { signal: cancel } : {}) });
     const done = (result: CheckResult): void => {
       socket.destroy();
       resolve(result);

@@ -6,6 +6,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Consul from 'consul';
+import { execute } from '../../src/api/consul-checks.js';
 import { pollUntil } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
@@ -105,5 +106,24 @@ describe('Consul HTTP and TCP checks', () => {
     const critical = await checkBecomes('tcp-checked', 'tcp-1', 'critical');
     assert.match(critical?.Output ?? '', new RegExp(`^dial tcp ${address.replace(/\./g, '\\.')}: .*ECONNREFUSED`));
     await consul.agent.service.deregister('tcp-1');
+  });
+
+  it('gives up on an HTTP check at its Timeout, and on one in flight when the runner closes', async () => {
+    const silent = createServer(() => undefined); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`;
+    try {
+      const timedOut = await execute({ CheckID: 'c', Name: 'c', Type: 'http', HTTP: url, Timeout: '300ms' });
+      assert.deepEqual(timedOut, { status: 'critical', output: `Get "${url}": timed out after 300 ms` });
+      const closing = new AbortController();
+      const pending = execute({ CheckID: 'c', Name: 'c', Type: 'http', HTTP: url, Timeout: '30s' }, closing.signal);
+      setTimeout(() => closing.abort(), 100);
+      const started = Date.now();
+      assert.equal((await pending).status, 'critical');
+      assert.ok(Date.now() - started < 20_000, 'not held for its 30 s timeout');
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
