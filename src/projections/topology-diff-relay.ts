@@ -176,7 +176,7 @@ export class TopologyDiffRelay {
   }
 
   private async publishNext(): Promise<void> {
-    const { registry, bus, registryId } = this.options;
+    const { registry, bus } = this.options;
     let changes: TopologyChange[];
     try {
       changes = await registry.changesSince(this.published, this.options.maxChangesPerEvent ?? 200);
@@ -196,27 +196,23 @@ export class TopologyDiffRelay {
       return;
     }
     if (changes.length === 0) return;
-    changes = this.fitting(changes);
+    // Built for the whole batch first: a batch whose diffs fit one event each (the usual case) is
+    // serialised once. One that does not is cut to the longest prefix that fits, and built again.
+    let diffs = this.build(changes);
+    const limit = this.maxEventBytes;
+    if (changes.length > 1 && diffs.some((diff) => Buffer.byteLength(diff.value) > limit)) {
+      changes = this.fitting(changes);
+      diffs = this.build(changes);
+    }
     const last = changes[changes.length - 1];
     if (!last) return;
-    // One diff per topic, in version order. A topic's position is saved as soon as its diff is out:
-    // after a crash (or a failed publish) the batch comes again and skips what a topic already has.
-    const byTopic = new Map<string, TopologyChange[]>();
-    for (const change of changes) {
-      const topic = this.topicOf(change.namespace);
-      if (change.version <= (this.topicPositions.get(topic) ?? this.published)) continue;
-      const list = byTopic.get(topic);
-      if (list) list.push(change);
-      else byTopic.set(topic, [change]);
-    }
-    for (const [topic, topicChanges] of byTopic) {
-      const namespace = topic === this.options.topic ? undefined : (topicChanges[0] as TopologyChange).namespace;
-      const previous = this.topicPositions.get(topic) ?? this.published;
-      const payload = topologyDiff(previous, topicChanges, this.totalNodes(namespace), namespace);
-      await bus.publish(topic, [{ key: null, value: JSON.stringify(envelope(EVENT_TYPES.topologyDiff, registryId, payload as unknown as JsonObject)) }]);
+    // A topic's position is saved as soon as its diff is out: after a crash (or a failed publish)
+    // the batch comes again and skips what a topic already has.
+    for (const diff of diffs) {
+      await bus.publish(diff.topic, [{ key: null, value: diff.value }]);
       // With the shared topic alone, its position is the relay's: one write per diff is enough.
-      if (this.durable && this.ownTopics.size > 0) await registry.store.saveProjectionPosition(relayTopicProjection(topic), payload.topology_version);
-      this.topicPositions.set(topic, payload.topology_version);
+      if (this.durable && this.ownTopics.size > 0) await registry.store.saveProjectionPosition(relayTopicProjection(diff.topic), diff.version);
+      this.topicPositions.set(diff.topic, diff.version);
       this.publishedEvents.inc();
     }
     if (this.durable) await registry.store.saveProjectionPosition(RELAY_PROJECTION, last.version);
@@ -239,9 +235,30 @@ export class TopologyDiffRelay {
     return total;
   }
 
+  private get maxEventBytes(): number {
+    return this.options.maxEventBytes ?? 512 * 1024;
+  }
+
+  /** One diff per topic of the changes its followers have not had yet, in version order, serialised. */
+  private build(changes: TopologyChange[]): Array<{ topic: string; version: number; value: string }> {
+    const byTopic = new Map<string, TopologyChange[]>();
+    for (const change of changes) {
+      const topic = this.topicOf(change.namespace);
+      if (change.version <= (this.topicPositions.get(topic) ?? this.published)) continue;
+      const list = byTopic.get(topic);
+      if (list) list.push(change);
+      else byTopic.set(topic, [change]);
+    }
+    return [...byTopic].map(([topic, topicChanges]) => {
+      const namespace = topic === this.options.topic ? undefined : (topicChanges[0] as TopologyChange).namespace;
+      const payload = topologyDiff(this.topicPositions.get(topic) ?? this.published, topicChanges, this.totalNodes(namespace), namespace);
+      return { topic, version: payload.topology_version, value: JSON.stringify(envelope(EVENT_TYPES.topologyDiff, this.options.registryId, payload as unknown as JsonObject)) };
+    });
+  }
+
   /** The longest prefix of `changes` whose records fit one event. */
   private fitting(changes: TopologyChange[]): TopologyChange[] {
-    const limit = this.options.maxEventBytes ?? 512 * 1024;
+    const limit = this.maxEventBytes;
     let bytes = 0;
     for (let i = 0; i < changes.length; i++) {
       // The node record dominates a change; the rest is a few hundred bytes.

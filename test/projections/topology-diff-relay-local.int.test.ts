@@ -3,6 +3,8 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import type { BusMessage } from '../../src/bus/bus.js';
+import { MemoryBus } from '../../src/bus/memory-bus.js';
+import { TopologyDiffRelay } from '../../src/projections/topology-diff-relay.js';
 import { RollcallClient } from '../../src/client/rollcall-client.js';
 import { TopologyFollower, followerKey, type ResyncEvent } from '../../src/client/topology-follower.js';
 import { DEFAULT_TOPIC_PREFIX, topicNames, type TopologyDiffPayload } from '../../src/domain/events.js';
@@ -79,6 +81,35 @@ describe('topology-diff relay on the in-process bus', () => {
       assert.ok(resyncs.length <= 1, `resynced ${resyncs.length} times`);
     } finally {
       await follower.stop();
+    }
+  });
+
+  it('cuts a batch whose diff would pass maxEventBytes into several diffs, each within it, chained in order', async () => {
+    const bus = new MemoryBus();
+    const limit = 8192;
+    const seen: BusMessage[] = [];
+    const reader = await bus.subscribe({ group: 'sizes', topics: ['sized.topology-diff'], start: 'earliest', handler: async (batch) => void seen.push(...batch) });
+    // Twenty records of about 1.5 KB, written before the relay starts: it finds them in one batch.
+    const padding = 'x'.repeat(1500);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => client.introspect({ node_id: `sized-${i}`, node_type: 'worker', capabilities: { padding }, reason: 'startup' })));
+    const to = t.server.registry.view.version;
+    // Not local: it relays from the position kept in the store (none yet), so from the first version.
+    const relay = new TopologyDiffRelay({ bus, registry: t.server.registry, topic: 'sized.topology-diff', registryId: 'relay-test', logger: testLogger, maxEventBytes: limit, standbyPollMs: 50 });
+    relay.start();
+    try {
+      await pollUntil(async () => relay.publishedVersion, (version) => version === to, { timeoutMs: 10_000, what: `the relay at ${to}` });
+      await pollUntil(async () => seen.length, (count) => count > 0 && (JSON.parse((seen.at(-1) as BusMessage).value) as { payload: TopologyDiffPayload }).payload.topology_version === to, { timeoutMs: 10_000, what: 'the last diff' });
+      const from = 0; // the first version there is
+      const diffs = seen.map((message) => ({ bytes: Buffer.byteLength(message.value), payload: (JSON.parse(message.value) as { payload: TopologyDiffPayload }).payload }));
+      assert.ok(diffs.length >= 4, `${diffs.length} diffs for more than 30 KB of records`);
+      for (const diff of diffs) assert.ok(diff.bytes <= limit, `a diff of ${diff.bytes} bytes`);
+      // Chained: each follows the one before, from where the relay started, with every version once.
+      assert.deepEqual(diffs.map((diff) => diff.payload.previous_version), [from, ...diffs.slice(0, -1).map((diff) => diff.payload.topology_version)]);
+      assert.deepEqual(diffs.flatMap((diff) => diff.payload.changes.map((change) => change.version)), Array.from({ length: to - from }, (_, i) => from + 1 + i));
+    } finally {
+      await relay.stop();
+      await reader.close();
+      await bus.close();
     }
   });
 });
