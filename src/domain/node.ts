@@ -291,6 +291,14 @@ export function nodeNotFound(namespace: string, nodeId: string): RollcallError {
   });
 }
 
+/** A registration that would take a place its namespace's quota does not have. */
+export function quotaExceeded(registration: Registration, quota: 'max_nodes' | 'max_nodes_per_type', limit: number, used: number): RollcallError {
+  const scope = quota === 'max_nodes' ? `namespace ${registration.namespace}` : `node_type ${registration.node_type} in namespace ${registration.namespace}`;
+  return new RollcallError('QUOTA_EXCEEDED', `The ${scope} holds ${used} of at most ${limit} nodes; node ${registration.node_id} would exceed it.`, {
+    details: { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type, quota, limit, used },
+  });
+}
+
 /** A write from an older start of the node than the one registered. */
 export function staleIncarnation(what: string, nodeId: string, incarnation: number, current: number): RollcallError {
   return new RollcallError('STALE_INCARNATION', `${what} of ${nodeId} from incarnation ${incarnation} is older than the registered incarnation ${current}.`, {

@@ -5,7 +5,7 @@ import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import { DOCUMENT_FIELDS, contentDigest, contentHash, nodeKey, nodeNotFound, staleIncarnation, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
 import { LIMITS } from '../domain/schemas.js';
-import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome } from '../store/store.js';
+import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome, WriteQuota } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
 import { WriteQueue } from './write-queue.js';
@@ -31,6 +31,10 @@ export interface AdmissionCheck {
    * held until the write has settled, committed or not, and then released.
    */
   admit(registration: Registration, current: NodeRecord | undefined, context: AdmissionContext & { namespace: string }): Promise<void | (() => void)>;
+  /** The quota limits the store checks again when it commits the registration. */
+  quotaFor?(registration: Registration): WriteQuota | undefined;
+  /** Told of a registration the store refused at commit for its quota (another instance took the place). */
+  refusedAtCommit?(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void;
   /** Told of every registration or deregistration this instance committed (the audit trail). */
   committed?(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: TopologyChange }, context: AdmissionContext): void;
 }
@@ -220,13 +224,15 @@ export class Registry {
     const release = this.admission && context.system !== true ? await this.admission.admit(registration, live, { ...context, namespace: registration.namespace }) : undefined;
     let outcome: WriteOutcome;
     try {
-      outcome = await this.write({ kind: 'register', registration }, registration.namespace, registration.node_id);
+      const quota = this.admission && context.system !== true ? this.admission.quotaFor?.(registration) : undefined;
+      outcome = await this.write({ kind: 'register', registration, ...(quota ? { quota } : {}) }, registration.namespace, registration.node_id);
     } finally {
       // Committed writes are in the live view by now, so the reservation is no longer needed.
       if (typeof release === 'function') release();
     }
     switch (outcome.status) {
       case 'rejected':
+        if (outcome.error.code === 'QUOTA_EXCEEDED') this.admission?.refusedAtCommit?.(registration, { ...context, namespace: registration.namespace }, outcome.error);
         throw outcome.error;
       case 'unchanged':
         this.renew(outcome.node);

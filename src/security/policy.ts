@@ -7,7 +7,7 @@ import { RollcallError } from '../domain/errors.js';
 import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
 import { metricOnce } from '../engine/registry-metrics.js';
-import type { NamespaceQuotas, PolicyVersion, Store } from '../store/store.js';
+import type { NamespaceQuotas, PolicyVersion, Store, WriteQuota } from '../store/store.js';
 import { ANONYMOUS, type AuditLog } from './audit.js';
 import { QuotaBook } from './quotas.js';
 
@@ -134,6 +134,10 @@ export class NamespaceAdmission implements AdmissionCheck {
     }
   }
 
+  quotaFor(registration: Registration): WriteQuota | undefined {
+    return this.quotas.limitsFor(registration.namespace, registration.node_type);
+  }
+
   committed(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: { change_type: string; version: number; reason: string } }, context: AdmissionContext): void {
     this.options.audit.record({
       actor: actorOf(context),
@@ -180,6 +184,10 @@ export class NamespaceAdmission implements AdmissionCheck {
       this.programs.set(key, program);
     }
     return program;
+  }
+
+  refusedAtCommit(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void {
+    this.refused(registration, context, error);
   }
 
   private refused(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void {

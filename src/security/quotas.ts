@@ -1,9 +1,8 @@
 // Per-namespace node quotas (in total and per node_type), counted from the live view: online and
 // offline records count, removed ones don't, and a node already counted is never counted twice.
-import { RollcallError } from '../domain/errors.js';
-import type { NodeRecord, Registration } from '../domain/node.js';
+import { quotaExceeded, type NodeRecord, type Registration } from '../domain/node.js';
 import type { LiveView } from '../engine/live-view.js';
-import type { NamespaceQuotas } from '../store/store.js';
+import type { NamespaceQuotas, WriteQuota } from '../store/store.js';
 
 /** Statuses that hold a place in a quota. */
 const COUNTED = ['online', 'offline'] as const;
@@ -37,11 +36,20 @@ export class QuotaBook {
     return this.quotas.get(namespace);
   }
 
+  /** The limits a registration of this node_type is held to, for the store to check again at commit. */
+  limitsFor(namespace: string, nodeType: string): WriteQuota | undefined {
+    const quotas = this.quotas.get(namespace);
+    if (!quotas) return undefined;
+    const perType = quotas.max_nodes_per_type[nodeType];
+    if (quotas.max_nodes === null && perType === undefined) return undefined;
+    return { max_nodes: quotas.max_nodes, max_nodes_of_type: perType ?? null };
+  }
+
   /**
    * Throws QUOTA_EXCEEDED when `registration` would add a node the namespace has no room for.
    * A node admitted into a new place reserves it until its write settles: the returned function
-   * releases it. So a burst of first registrations on this instance cannot overshoot; instances
-   * sharing a database each count their own writes in flight (see the README).
+   * releases it. So a burst of first registrations on this instance is refused early; the store
+   * counts again at commit (limitsFor), which holds across instances sharing a database.
    */
   check(registration: Registration, current: NodeRecord | undefined): (() => void) | undefined {
     const quotas = this.quotas.get(registration.namespace);
@@ -53,13 +61,13 @@ export class QuotaBook {
     let takesPlace = false;
     if (!counted && quotas.max_nodes !== null) {
       const used = this.count(registration.namespace, undefined, quotas.max_nodes);
-      if (used >= quotas.max_nodes) throw exceeded(registration, 'max_nodes', quotas.max_nodes, used);
+      if (used >= quotas.max_nodes) throw quotaExceeded(registration, 'max_nodes', quotas.max_nodes, used);
       takesPlace = true;
     }
     const typeLimit = quotas.max_nodes_per_type[registration.node_type];
     if (typeLimit !== undefined && !countedType) {
       const used = this.count(registration.namespace, registration.node_type, typeLimit);
-      if (used >= typeLimit) throw exceeded(registration, 'max_nodes_per_type', typeLimit, used);
+      if (used >= typeLimit) throw quotaExceeded(registration, 'max_nodes_per_type', typeLimit, used);
       takesPlace = true;
     }
     if (!takesPlace && held === undefined) return undefined;
@@ -93,11 +101,4 @@ export class QuotaBook {
     }
     return used;
   }
-}
-
-function exceeded(registration: Registration, quota: 'max_nodes' | 'max_nodes_per_type', limit: number, used: number): RollcallError {
-  const scope = quota === 'max_nodes' ? `namespace ${registration.namespace}` : `node_type ${registration.node_type} in namespace ${registration.namespace}`;
-  return new RollcallError('QUOTA_EXCEEDED', `The ${scope} holds ${used} of at most ${limit} nodes; node ${registration.node_id} would exceed it.`, {
-    details: { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type, quota, limit, used },
-  });
 }

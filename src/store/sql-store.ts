@@ -1,11 +1,13 @@
 // The Store written once in SQL, over either driver (node-postgres or PGlite).
 import { createHash, randomUUID } from 'node:crypto';
+import type { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import {
   changedFields,
   contentHash,
   nodeKey,
   nodeNotFound,
+  quotaExceeded,
   recordFrom,
   staleIncarnation,
   type ChangeType,
@@ -92,6 +94,8 @@ const WRITE_CHANGES_SQL = `
 
 /** Advisory lock class of per-node write locks (the two-key form, apart from other locks). */
 const NODE_LOCK_CLASS = 0x7263;
+/** Quota checks of one namespace take turns across every instance sharing the database. */
+const QUOTA_LOCK_CLASS = 0x7271;
 
 /** A node's write lock key: 32 bits of a hash of its identity (a collision only serialises more). */
 function keyLock(namespace: string, nodeId: string): number {
@@ -167,6 +171,42 @@ function toChange(row: ChangeRow): TopologyChange {
     changed_at: iso(row.changed_at),
     node: row.node,
   };
+}
+
+/** Places held in a namespace (records not removed), in total and by node_type. */
+interface QuotaPlaces {
+  total: number;
+  byType: Map<string, number>;
+}
+
+/**
+ * Counts a planned change against its namespace's places: a registration held to a quota that has
+ * no room is refused (the error), anything else moves the counts and goes through (null).
+ */
+function takePlace(places: QuotaPlaces | undefined, write: NodeWrite, before: NodeRecord | undefined, after: NodeRecord): RollcallError | null {
+  if (!places) return null;
+  const counted = before !== undefined && before.status !== 'removed';
+  if (write.kind === 'register') {
+    const addsNode = !counted;
+    const addsType = !counted || before.node_type !== after.node_type;
+    const quota = write.quota;
+    if (quota) {
+      if (addsNode && quota.max_nodes !== null && places.total >= quota.max_nodes) return quotaExceeded(write.registration, 'max_nodes', quota.max_nodes, places.total);
+      const ofType = places.byType.get(after.node_type) ?? 0;
+      if (addsType && quota.max_nodes_of_type !== null && ofType >= quota.max_nodes_of_type) return quotaExceeded(write.registration, 'max_nodes_per_type', quota.max_nodes_of_type, ofType);
+    }
+    if (addsNode) places.total += 1;
+    if (addsType) {
+      places.byType.set(after.node_type, (places.byType.get(after.node_type) ?? 0) + 1);
+      if (counted) places.byType.set(before.node_type, (places.byType.get(before.node_type) ?? 1) - 1);
+    }
+    return null;
+  }
+  if (counted && after.status === 'removed') {
+    places.total -= 1;
+    places.byType.set(before.node_type, (places.byType.get(before.node_type) ?? 1) - 1);
+  }
+  return null;
 }
 
 /** Decides what one write does to the record it finds; pure, so the whole batch is planned in memory. */
@@ -260,6 +300,7 @@ export class SqlStore implements Store {
       // Writers of the same node serialise on its key lock, taken in one order to rule out deadlock;
       // batches of other nodes write their rows side by side.
       const current = await this.lockAndFetch(tx, keys);
+      const places = await this.quotaPlaces(tx, writes, keys, current);
 
       const outcomes: WriteOutcome[] = [];
       const changes: TopologyChange[] = [];
@@ -272,6 +313,11 @@ export class SqlStore implements Store {
         const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
         if ('status' in plan) {
           outcomes.push(plan);
+          return;
+        }
+        const refused = places ? takePlace(places.get(namespace), write, found?.record, plan.record) : null;
+        if (refused) {
+          outcomes.push({ status: 'rejected', error: refused });
           return;
         }
         const change: TopologyChange = {
@@ -303,6 +349,51 @@ export class SqlStore implements Store {
       });
       return outcomes;
     });
+  }
+
+  /**
+   * The places taken in each namespace whose quota a write of this batch may need, counted under
+   * that namespace's lock (held until commit). Null when no write can take a new place: updates of
+   * nodes already counted under the same node_type need no count.
+   */
+  private async quotaPlaces(
+    tx: SqlExecutor,
+    writes: NodeWrite[],
+    keys: Array<{ namespace: string; node_id: string }>,
+    current: Map<string, { record: NodeRecord; leaseMs: number | undefined }>,
+  ): Promise<Map<string, QuotaPlaces> | null> {
+    const quoted = new Set<string>();
+    const deregistering = new Set<string>();
+    writes.forEach((write, index) => {
+      const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
+      if (write.kind === 'deregister') deregistering.add(namespace);
+      if (write.kind !== 'register' || !write.quota) return;
+      const found = current.get(nodeKey(namespace, node_id))?.record;
+      const counted = found !== undefined && found.status !== 'removed' && found.node_type === write.registration.node_type;
+      if (!counted) quoted.add(namespace);
+    });
+    // A node deregistered and registered again in one batch needs a place its first write freed.
+    for (const write of writes) if (write.kind === 'register' && write.quota && deregistering.has(write.registration.namespace)) quoted.add(write.registration.namespace);
+    if (quoted.size === 0) return null;
+    const namespaces = [...quoted].sort();
+    await tx.query(
+      `SELECT count(pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}, hashtext(ns))) FROM (SELECT jsonb_array_elements_text($1::jsonb) AS ns ORDER BY 1) AS sorted`,
+      [JSON.stringify(namespaces)],
+    );
+    // A statement of its own, after the lock: it sees what the previous holder committed.
+    const counts = await tx.query<{ namespace: string; node_type: string; n: number | string }>(
+      `SELECT namespace, node_type, count(*) AS n FROM node_registrations
+       WHERE namespace IN (SELECT jsonb_array_elements_text($1::jsonb)) AND status <> 'removed'
+       GROUP BY namespace, node_type`,
+      [JSON.stringify(namespaces)],
+    );
+    const places = new Map<string, QuotaPlaces>(namespaces.map((namespace) => [namespace, { total: 0, byType: new Map() }]));
+    for (const row of counts.rows) {
+      const entry = places.get(row.namespace) as QuotaPlaces;
+      entry.total += Number(row.n);
+      entry.byType.set(row.node_type, Number(row.n));
+    }
+    return places;
   }
 
   private async lockAndFetch(
