@@ -98,6 +98,12 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     checks.close();
     done();
   });
+  /** Drops what this agent keeps of a service that left. */
+  const forget = (key: string): void => {
+    checks.stop(key);
+    held.delete(key);
+    outputs.delete(key);
+  };
 
   // Consul clients send JSON bodies with any content type, or none: parse every body here as JSON.
   app.removeAllContentTypeParsers();
@@ -155,9 +161,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
         if (!dueForReaping(node, now, minimumMs)) continue;
         try {
           await registry.deregister(node.namespace, node.node_id, 'deregister_critical_service');
-          checks.stop(nodeKey(node.namespace, node.node_id));
-          held.delete(nodeKey(node.namespace, node.node_id));
-          outputs.delete(nodeKey(node.namespace, node.node_id));
+          forget(nodeKey(node.namespace, node.node_id));
         } catch (err) {
           app.log.warn({ err, namespace: node.namespace, node_id: node.node_id }, 'could not deregister a critical Consul service; trying again');
         }
@@ -301,9 +305,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     const namespace = namespaceOf(request.query as params.Query);
     const { id } = request.params as { id: string };
     await registry.deregister(namespace, id, 'manual_deregistration');
-    checks.stop(nodeKey(namespace, id));
-    held.delete(nodeKey(namespace, id));
-    outputs.delete(nodeKey(namespace, id));
+    forget(nodeKey(namespace, id));
     return reply.code(200).send();
   });
 
