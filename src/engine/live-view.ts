@@ -179,7 +179,14 @@ export class LiveView {
       this.records.delete(key);
       this.byKey.delete(key);
     }
+    if (doomed.length > 0) this.events.emit('purge', doomed.map(([, node]) => node));
     return doomed.length;
+  }
+
+  /** Calls `listener` with the records each purge dropped; returns an unsubscribe function. */
+  onPurge(listener: (dropped: NodeRecord[]) => void): () => void {
+    this.events.on('purge', listener);
+    return () => this.events.off('purge', listener);
   }
 
   get(namespace: string, nodeId: string): NodeRecord | undefined {

@@ -1,11 +1,18 @@
 // Per-namespace node quotas (in total and per node_type), counted from the live view: online and
 // offline records count, removed ones don't, and a node already counted is never counted twice.
+// The counts are kept as the view changes, so a check is O(1) in the namespace's size.
 import { quotaExceeded, type NodeRecord, type Registration } from '../domain/node.js';
 import type { LiveView } from '../engine/live-view.js';
 import type { NamespaceQuotas, WriteQuota } from '../store/store.js';
 
 /** Statuses that hold a place in a quota. */
 const COUNTED = ['online', 'offline'] as const;
+
+/** Records holding a place in one namespace. */
+interface Places {
+  total: number;
+  byType: Map<string, number>;
+}
 
 /** A new node admitted under a quota whose write has not settled yet. */
 interface Reservation {
@@ -20,7 +27,46 @@ export class QuotaBook {
   /** Places held by admitted writes in flight, by `${namespace}/${node_id}`. */
   private readonly reserved = new Map<string, Reservation>();
 
-  constructor(private readonly view: LiveView) {}
+  /**
+   * Records holding a place, per namespace, in total and by node_type: built from the view on first
+   * use, then kept by its changes and purges, so a check costs no scan of the namespace.
+   */
+  private held: Map<string, Places> | null = null;
+
+  constructor(private readonly view: LiveView) {
+    view.onChange((change, previous) => {
+      if (change === null) {
+        this.held = null; // the whole view was replaced
+        return;
+      }
+      if (previous && previous.status !== 'removed') this.move(previous, -1);
+      if (change.node.status !== 'removed') this.move(change.node, 1);
+    });
+    view.onPurge((dropped) => {
+      for (const node of dropped) if (node.status !== 'removed') this.move(node, -1);
+    });
+  }
+
+  private move(node: NodeRecord, by: number): void {
+    if (!this.held) return;
+    let places = this.held.get(node.namespace);
+    if (!places) {
+      places = { total: 0, byType: new Map() };
+      this.held.set(node.namespace, places);
+    }
+    places.total += by;
+    places.byType.set(node.node_type, (places.byType.get(node.node_type) ?? 0) + by);
+  }
+
+  private placesOf(namespace: string, nodeType: string | undefined): number {
+    if (!this.held) {
+      this.held = new Map();
+      for (const node of this.view.query({ status: [...COUNTED], limit: Number.MAX_SAFE_INTEGER }).nodes) this.move(node, 1);
+    }
+    const places = this.held.get(namespace);
+    if (!places) return 0;
+    return nodeType === undefined ? places.total : (places.byType.get(nodeType) ?? 0);
+  }
 
   /** Replaces every namespace's quotas (a reload from the store). */
   load(all: NamespaceQuotas[]): void {
@@ -84,13 +130,12 @@ export class QuotaBook {
   }
 
   /**
-   * Nodes holding a place, committed or reserved, counted up to `limit`: enough to decide, never a
-   * full scan past it. A reserved node already committed (an update in flight) counts once.
+   * Nodes holding a place: committed ones from the kept counts, plus reserved ones up to `limit`.
+   * A reserved node already committed (an update in flight) counts once.
    */
   private count(namespace: string, nodeType: string | undefined, limit: number): number {
     if (limit === 0) return 0;
-    const page = this.view.query({ namespace, ...(nodeType === undefined ? {} : { node_type: nodeType }), status: [...COUNTED], limit });
-    let used = page.nodes.length;
+    let used = this.placesOf(namespace, nodeType);
     for (const [key, reservation] of this.reserved) {
       if (used >= limit) break;
       if (reservation.namespace !== namespace || (nodeType !== undefined && reservation.node_type !== nodeType)) continue;
