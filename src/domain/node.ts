@@ -291,6 +291,18 @@ export function nodeNotFound(namespace: string, nodeId: string): RollcallError {
   });
 }
 
+/** Records holding a place in a namespace's quota (online and offline ones), in total and by node_type. */
+export interface NamespacePlaces {
+  total: number;
+  byType: Map<string, number>;
+}
+
+/** Moves `by` places (one record of `nodeType`) into or out of `places`. */
+export function shiftPlaces(places: NamespacePlaces, nodeType: string, by: number, total = true): void {
+  if (total) places.total += by;
+  places.byType.set(nodeType, (places.byType.get(nodeType) ?? 0) + by);
+}
+
 /** A registration that would take a place its namespace's quota does not have. */
 export function quotaExceeded(registration: Registration, quota: 'max_nodes' | 'max_nodes_per_type', limit: number, used: number): RollcallError {
   const scope = quota === 'max_nodes' ? `namespace ${registration.namespace}` : `node_type ${registration.node_type} in namespace ${registration.namespace}`;

@@ -33,8 +33,8 @@ export interface AdmissionCheck {
   admit(registration: Registration, current: NodeRecord | undefined, context: AdmissionContext & { namespace: string }): Promise<void | (() => void)>;
   /** The quota limits the store checks again when it commits the registration. */
   quotaFor?(registration: Registration): WriteQuota | undefined;
-  /** Told of a registration the store refused at commit for its quota (another instance took the place). */
-  refusedAtCommit?(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void;
+  /** Told of a registration refused after admission: by the store at commit, for its quota (another instance took the place). */
+  refused?(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void;
   /** Told of every registration or deregistration this instance committed (the audit trail). */
   committed?(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: TopologyChange }, context: AdmissionContext): void;
 }
@@ -221,10 +221,12 @@ export class Registry {
       this.renew(live);
       return { outcome: 'unchanged', node: live, version: this.view.version, change: null };
     }
-    const release = this.admission && context.system !== true ? await this.admission.admit(registration, live, { ...context, namespace: registration.namespace }) : undefined;
+    // The registry's own record is exempt from namespace policies and quotas.
+    const admission = context.system === true ? undefined : this.admission;
+    const release = admission ? await admission.admit(registration, live, { ...context, namespace: registration.namespace }) : undefined;
     let outcome: WriteOutcome;
     try {
-      const quota = this.admission && context.system !== true ? this.admission.quotaFor?.(registration) : undefined;
+      const quota = admission?.quotaFor?.(registration);
       outcome = await this.write({ kind: 'register', registration, ...(quota ? { quota } : {}) }, registration.namespace, registration.node_id);
     } finally {
       // Committed writes are in the live view by now, so the reservation is no longer needed.
@@ -232,7 +234,7 @@ export class Registry {
     }
     switch (outcome.status) {
       case 'rejected':
-        if (outcome.error.code === 'QUOTA_EXCEEDED') this.admission?.refusedAtCommit?.(registration, { ...context, namespace: registration.namespace }, outcome.error);
+        if (outcome.error.code === 'QUOTA_EXCEEDED') admission?.refused?.(registration, { ...context, namespace: registration.namespace }, outcome.error);
         throw outcome.error;
       case 'unchanged':
         this.renew(outcome.node);

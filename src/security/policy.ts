@@ -186,11 +186,8 @@ export class NamespaceAdmission implements AdmissionCheck {
     return program;
   }
 
-  refusedAtCommit(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void {
-    this.refused(registration, context, error);
-  }
-
-  private refused(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void {
+  /** Counts and audits a refusal, at admission or at commit. */
+  refused(registration: Registration, context: AdmissionContext & { namespace: string }, error: RollcallError): void {
     if (error.code === 'QUOTA_EXCEEDED') this.quotaDenials.inc({ namespace: context.namespace });
     this.options.audit.record({
       actor: actorOf(context),

@@ -1,18 +1,12 @@
 // Per-namespace node quotas (in total and per node_type), counted from the live view: online and
 // offline records count, removed ones don't, and a node already counted is never counted twice.
 // The counts are kept as the view changes, so a check is O(1) in the namespace's size.
-import { quotaExceeded, type NodeRecord, type Registration } from '../domain/node.js';
+import { quotaExceeded, shiftPlaces, type NamespacePlaces, type NodeRecord, type Registration } from '../domain/node.js';
 import type { LiveView } from '../engine/live-view.js';
 import type { NamespaceQuotas, WriteQuota } from '../store/store.js';
 
 /** Statuses that hold a place in a quota. */
 const COUNTED = ['online', 'offline'] as const;
-
-/** Records holding a place in one namespace. */
-interface Places {
-  total: number;
-  byType: Map<string, number>;
-}
 
 /** A new node admitted under a quota whose write has not settled yet. */
 interface Reservation {
@@ -31,7 +25,7 @@ export class QuotaBook {
    * Records holding a place, per namespace, in total and by node_type: built from the view on first
    * use, then kept by its changes and purges, so a check costs no scan of the namespace.
    */
-  private held: Map<string, Places> | null = null;
+  private held: Map<string, NamespacePlaces> | null = null;
 
   constructor(private readonly view: LiveView) {
     view.onChange((change, previous) => {
@@ -54,8 +48,7 @@ export class QuotaBook {
       places = { total: 0, byType: new Map() };
       this.held.set(node.namespace, places);
     }
-    places.total += by;
-    places.byType.set(node.node_type, (places.byType.get(node.node_type) ?? 0) + by);
+    shiftPlaces(places, node.node_type, by);
   }
 
   private placesOf(namespace: string, nodeType: string | undefined): number {

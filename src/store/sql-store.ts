@@ -9,8 +9,10 @@ import {
   nodeNotFound,
   quotaExceeded,
   recordFrom,
+  shiftPlaces,
   staleIncarnation,
   type ChangeType,
+  type NamespacePlaces,
   type NodeRecord,
   type TopologyChange,
 } from '../domain/node.js';
@@ -173,17 +175,11 @@ function toChange(row: ChangeRow): TopologyChange {
   };
 }
 
-/** Places held in a namespace (records not removed), in total and by node_type. */
-interface QuotaPlaces {
-  total: number;
-  byType: Map<string, number>;
-}
-
 /**
  * Counts a planned change against its namespace's places: a registration held to a quota that has
  * no room is refused (the error), anything else moves the counts and goes through (null).
  */
-function takePlace(places: QuotaPlaces | undefined, write: NodeWrite, before: NodeRecord | undefined, after: NodeRecord): RollcallError | null {
+function takePlace(places: NamespacePlaces | undefined, write: NodeWrite, before: NodeRecord | undefined, after: NodeRecord): RollcallError | null {
   if (!places) return null;
   const counted = before !== undefined && before.status !== 'removed';
   if (write.kind === 'register') {
@@ -195,17 +191,13 @@ function takePlace(places: QuotaPlaces | undefined, write: NodeWrite, before: No
       const ofType = places.byType.get(after.node_type) ?? 0;
       if (addsType && quota.max_nodes_of_type !== null && ofType >= quota.max_nodes_of_type) return quotaExceeded(write.registration, 'max_nodes_per_type', quota.max_nodes_of_type, ofType);
     }
-    if (addsNode) places.total += 1;
     if (addsType) {
-      places.byType.set(after.node_type, (places.byType.get(after.node_type) ?? 0) + 1);
-      if (counted) places.byType.set(before.node_type, (places.byType.get(before.node_type) ?? 1) - 1);
+      shiftPlaces(places, after.node_type, 1, addsNode);
+      if (counted) shiftPlaces(places, before.node_type, -1, false);
     }
     return null;
   }
-  if (counted && after.status === 'removed') {
-    places.total -= 1;
-    places.byType.set(before.node_type, (places.byType.get(before.node_type) ?? 1) - 1);
-  }
+  if (counted && after.status === 'removed') shiftPlaces(places, before.node_type, -1);
   return null;
 }
 
@@ -361,7 +353,7 @@ export class SqlStore implements Store {
     writes: NodeWrite[],
     keys: Array<{ namespace: string; node_id: string }>,
     current: Map<string, { record: NodeRecord; leaseMs: number | undefined }>,
-  ): Promise<Map<string, QuotaPlaces> | null> {
+  ): Promise<Map<string, NamespacePlaces> | null> {
     const quoted = new Set<string>();
     const deregistering = new Set<string>();
     writes.forEach((write, index) => {
@@ -387,9 +379,9 @@ export class SqlStore implements Store {
        GROUP BY namespace, node_type`,
       [JSON.stringify(namespaces)],
     );
-    const places = new Map<string, QuotaPlaces>(namespaces.map((namespace) => [namespace, { total: 0, byType: new Map() }]));
+    const places = new Map<string, NamespacePlaces>(namespaces.map((namespace) => [namespace, { total: 0, byType: new Map() }]));
     for (const row of counts.rows) {
-      const entry = places.get(row.namespace) as QuotaPlaces;
+      const entry = places.get(row.namespace) as NamespacePlaces;
       entry.total += Number(row.n);
       entry.byType.set(row.node_type, Number(row.n));
     }
