@@ -1,8 +1,8 @@
 // What intake, relay and agent rely on from any event bus; run against Kafka and the in-process bus.
-import { randomUUID } from 'node:crypto';
 import { strict as assert } from 'node:assert';
 import { after, test } from 'node:test';
 import type { BusMessage, EventBus } from '../../src/bus/bus.js';
+import { testName } from '../support/kafka.js';
 import { pollUntil } from '../support/processes.js';
 
 const until = (ok: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<boolean> =>
@@ -10,7 +10,7 @@ const until = (ok: () => boolean | Promise<boolean>, timeoutMs: number, what: st
 
 export function busContract(name: string, open: () => Promise<EventBus>): void {
   let bus: EventBus;
-  const fresh = (): string => `contract-${randomUUID().slice(0, 8)}`;
+  const fresh = (): string => testName('contract');
 
   test(`${name}: opens`, async () => {
     bus = await open();

@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
-import { KAFKA_BROKERS, requireKafka } from '../support/kafka.js';
+import { KAFKA_BROKERS, requireKafka, testName } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { busContract } from './bus.contract.js';
 
@@ -19,7 +18,7 @@ busContract('kafka bus', async () => {
 // partition has a leader, and never fails on that moment or on a topic another instance created.
 test('kafka bus: several instances create their topics at once, and each topic serves when ensureTopics returns', async () => {
   await requireKafka();
-  const run = `concurrent-${randomUUID().slice(0, 8)}`;
+  const run = testName('concurrent');
   const buses = Array.from({ length: 4 }, (_, i) => new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: `rollcall-test-${i}`, logger: testLogger, maxWaitMs: 200 }));
   const names: string[] = [];
   try {

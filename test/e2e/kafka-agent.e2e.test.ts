@@ -4,7 +4,6 @@
 // topology changes, in order, under gap-free versions; a registry started after the node learns of
 // it through REGISTRY_REQUEST_INTROSPECTION.
 import { strict as assert } from 'node:assert';
-import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +12,7 @@ import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { TopologyFollower, type ResyncEvent } from '../../src/client/topology-follower.js';
 import { decodeEnvelope, eventKindOf, topicNames, type DiffChange, type TopicNames } from '../../src/domain/events.js';
 import type { NodeRecord, TopologyChange } from '../../src/domain/node.js';
-import { KAFKA_BROKERS, requireKafka, testTopicPrefix } from '../support/kafka.js';
+import { KAFKA_BROKERS, requireKafka, testName, testTopicPrefix } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { freePort, killAllCli, pollUntil, runCli, spawnCli, waitFor, type CliProcess } from '../support/processes.js';
@@ -46,7 +45,7 @@ async function newPlane(): Promise<Plane> {
   const db = await createTestDatabase('rollcall_e2e_kafka');
   databases.push(db);
   const prefix = testTopicPrefix();
-  return { db, prefix, topics: topicNames(prefix), group: `rollcall-e2e-${randomUUID()}` };
+  return { db, prefix, topics: topicNames(prefix), group: testName('e2e') };
 }
 
 async function newBus(clientId: string): Promise<KafkaBus> {

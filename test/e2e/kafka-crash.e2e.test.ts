@@ -3,14 +3,13 @@
 // after the crash (consumed, maybe written, never committed) add no second change; nor does a
 // replay of the whole topic.
 import { strict as assert } from 'node:assert';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { EVENT_TYPES, envelope, topicNames, type TopicNames } from '../../src/domain/events.js';
 import type { NodeRecord, TopologyChange } from '../../src/domain/node.js';
-import { KAFKA_BROKERS, requireKafka, testTopicPrefix } from '../support/kafka.js';
+import { KAFKA_BROKERS, requireKafka, testName, testTopicPrefix } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { freePort, killAllCli, pollUntil, spawnCli, type CliProcess } from '../support/processes.js';
@@ -141,7 +140,7 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
     Object.assign(env, {
       ROLLCALL_KAFKA_BROKERS: KAFKA_BROKERS,
       ROLLCALL_KAFKA_TOPIC_PREFIX: prefix,
-      ROLLCALL_KAFKA_GROUP_ID: `rollcall-e2e-${randomUUID()}`,
+      ROLLCALL_KAFKA_GROUP_ID: testName('e2e'),
       ROLLCALL_HEARTBEAT_FLUSH_MS: '100',
     });
     bus = new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: 'rollcall-e2e-burst', logger: testLogger });

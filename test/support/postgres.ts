@@ -1,6 +1,7 @@
 // A PostgreSQL database per test file on the real server, dropped afterwards.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { TEST_RUN_TAG } from './run-tag.js';
 
 export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -17,7 +18,8 @@ function withDatabase(url: string, name: string): string {
 }
 
 export async function createTestDatabase(prefix = 'rollcall_test'): Promise<TestDatabase> {
-  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  // The run's tag in the name lets the test runner find a database a test forgot to drop.
+  const name = `${prefix}_${TEST_RUN_TAG}_${process.pid}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   try {
