@@ -9,7 +9,7 @@
 // with TEST_RUN_TAG (see test/support), and TMPDIR points into a folder of the file's own.
 //
 // Environment: TEST_CONCURRENCY (files at once; default 4), TEST_FILE_TIMEOUT_S (per file; default
-// 600), TEST_TIMEOUT_MS (per test; default 120000), ROLLCALL_SKIP_BUILD=1 (no build before e2e).
+// 600), TEST_TIMEOUT_MS (per test; default 300000), ROLLCALL_SKIP_BUILD=1 (no build before e2e).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +26,7 @@ const extra = rest.filter((arg) => !arg.endsWith('.test.ts'));
 
 const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY ?? 4));
 const fileTimeoutMs = Math.max(1, Number(process.env.TEST_FILE_TIMEOUT_S ?? 600)) * 1000;
-const testTimeoutMs = Number(process.env.TEST_TIMEOUT_MS ?? 120_000);
+const testTimeoutMs = Number(process.env.TEST_TIMEOUT_MS ?? 300_000);
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {

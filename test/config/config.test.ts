@@ -1,6 +1,6 @@
 // Configuration: precedence of sources, the seeds' variables, and errors that name the field.
 import { strict as assert } from 'node:assert';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -35,6 +35,7 @@ describe('configuration', () => {
     const file = join(dir, 'rollcall.json');
     await writeFile(file, JSON.stringify({ port: 1111, leaseTtlSeconds: 10, namespace: 'fromfile' }));
     const config = loadConfig({ env: { ROLLCALL_PORT: '2222', ROLLCALL_LEASE_TTL_SECONDS: '20' }, file, flags: { port: 3333, host: undefined } });
+    await rm(dir, { recursive: true });
     assert.equal(config.port, 3333);
     assert.equal(config.leaseTtlSeconds, 20);
     assert.equal(config.namespace, 'fromfile');
@@ -135,6 +136,7 @@ describe('configuration', () => {
     await writeFile(file, '[1,2]');
     assert.match(configError(() => loadConfig({ env: {}, file })).message, /bad\.json/);
     assert.match(configError(() => loadConfig({ env: {}, file: join(dir, 'missing.json') })).message, /Cannot read/);
+    await rm(dir, { recursive: true });
   });
 
   it('scopes the Consul projection by namespace: off by default, or Consul Enterprise namespaces', () => {

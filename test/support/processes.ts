@@ -27,6 +27,16 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/**
+ * A wait for a condition ends as soon as the condition holds, so a generous bound costs nothing when
+ * things work. Tests name the time a condition takes on a quiet machine; a wait gives up only after
+ * TEST_PATIENCE (default 4) times that, so a busy machine slows a test down instead of failing it.
+ */
+export const PATIENCE = Math.max(1, Number(process.env.TEST_PATIENCE ?? 4));
+/** The bound of a wait that names none. */
+export const PATIENCE_MS = 15_000 * PATIENCE;
+const patient = (timeoutMs: number): number => timeoutMs * PATIENCE;
+
 const running = new Set<CliProcess>();
 
 /** The environment of a child: ours without rollcall's own settings, plus `env`. */
@@ -117,7 +127,7 @@ export function spawnCli(args: string[], options: { env?: Record<string, string>
     get exit() {
       return exit;
     },
-    waitForLine(stream, pattern, timeoutMs = 10_000) {
+    waitForLine(stream, pattern, timeoutMs) {
       return waitUntil(() => {
         // Only complete lines: a line still being written could match a prefix.
         const text = output[stream];
@@ -127,10 +137,10 @@ export function spawnCli(args: string[], options: { env?: Record<string, string>
           if (match) return match;
         }
         return undefined;
-      }, `${stream} line ${String(pattern)}`, timeoutMs);
+      }, `${stream} line ${String(pattern)}`, timeoutMs === undefined ? PATIENCE_MS : patient(timeoutMs));
     },
-    waitForExit(timeoutMs = 10_000) {
-      return waitUntil<Exit>(() => exit ?? undefined, 'exit', timeoutMs);
+    waitForExit(timeoutMs) {
+      return waitUntil<Exit>(() => exit ?? undefined, 'exit', timeoutMs === undefined ? PATIENCE_MS : patient(timeoutMs));
     },
     kill(signal = 'SIGTERM') {
       if (!exit) child.kill(signal);
@@ -146,7 +156,7 @@ export async function runCli(
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   const proc = spawnCli(args, options.env ? { env: options.env } : {});
-  const exit = await proc.waitForExit(options.timeoutMs ?? 15_000);
+  const exit = await proc.waitForExit(options.timeoutMs);
   return { ...exit, stdout: proc.stdout, stderr: proc.stderr };
 }
 
@@ -176,19 +186,20 @@ export async function pollUntil<T>(
   done: (value: T) => boolean,
   options: { timeoutMs: number; intervalMs?: number; what: string },
 ): Promise<T> {
-  const deadline = Date.now() + options.timeoutMs;
+  const timeoutMs = patient(options.timeoutMs);
+  const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   for (;;) {
     last = await probe();
     if (done(last)) return last;
     if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${options.what}; last seen: ${JSON.stringify(last)}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${options.what}; last seen: ${JSON.stringify(last)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
   }
 }
 
 /** Polls `probe` until it returns a value other than undefined, and returns that value. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   return (await pollUntil(probe, (value) => value !== undefined, { what, timeoutMs })) as T;
 }
