@@ -278,6 +278,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await store.close();
     throw error;
   }
+  // Heartbeats can arrive now (HTTP and the intake): lease grace starts here, not when the store loaded.
+  registry.openForHeartbeats();
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
   const publicHost = config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host;

@@ -115,6 +115,8 @@ export class Registry {
   private flushRunning: Promise<number> | null = null;
   private flushQueued: Promise<number> | null = null;
   private sweeperSince: number | null = null;
+  /** When heartbeats could first reach this registry (see openForHeartbeats); null before. */
+  private openedAt: number | null = null;
   private stopping = false;
   private saga: WriteSaga | null;
   private admission: AdmissionCheck | null = null;
@@ -159,6 +161,14 @@ export class Registry {
     this.every(this.options.cleanupIntervalMs, 'cleanup', () => this.cleanup());
     // A missed NOTIFY (connection blip) must not leave the view behind for long.
     this.every(Math.max(this.options.sweepIntervalMs, 1000), 'live_view_tail', () => this.catchUp());
+  }
+
+  /**
+   * Says the listeners and intakes are open, so heartbeats can arrive: only from now on are leases
+   * judged, each with one full TTL from this moment, however long the start took after start().
+   */
+  openForHeartbeats(): void {
+    this.openedAt ??= this.now();
   }
 
   private every(intervalMs: number, task: keyof Registry['tasks'], run: () => Promise<unknown>): void {
@@ -474,8 +484,10 @@ export class Registry {
     }
   }
 
-  /** Takes nodes whose lease lapsed offline. Only the holder of the sweeper duty does it. */
+  /** Takes nodes whose lease lapsed offline. Only the holder of the sweeper duty does it, once open. */
   async sweep(): Promise<number> {
+    // No node can heartbeat before the registry is open: judge nothing, and leave the duty to an open instance.
+    if (this.openedAt === null) return 0;
     if (!(await this.options.store.holdsDuty('sweeper'))) {
       this.sweeperSince = null;
       return 0;
