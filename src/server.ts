@@ -49,18 +49,25 @@ const HOUR_MS = 3_600_000;
 
 /**
  * Secure by default: off loopback, rollcall serves only with authentication (an API key exists, a JWKS
- * is configured, client certificates are asked for, or authMode is keys) unless started insecure on purpose.
+ * is configured, client certificates are asked for, or authMode is keys) unless started insecure on
+ * purpose. The rule holds for every listener: HTTP (host) and DNS (dnsHost, when dnsPort is set).
  */
 function assertSecureListener(config: Config, hasKeys: boolean): void {
-  if (isLoopback(config.host) || config.insecure) return;
+  if (config.insecure) return;
+  const http = isLoopback(config.host) ? null : { field: 'host', what: config.host, instead: 'listen on 127.0.0.1' };
+  const dns = config.dnsPort === undefined || isLoopback(config.dnsHost)
+    ? null
+    : { field: 'dnsHost', what: `DNS on ${config.dnsHost} (dnsHost)`, instead: 'set dnsHost to 127.0.0.1' };
+  const open = http ?? dns;
+  if (open === null) return;
   const authenticated = config.authMode !== 'off' && (hasKeys || config.authMode === 'keys' || config.jwksUrl !== undefined || tlsClientAuthOf(config) !== 'off');
   if (authenticated) return;
   const why = config.authMode === 'off' ? 'authentication is off (authMode off)' : 'no API key exists, no JWKS is configured and no client certificates are asked for (tlsClientAuth)';
   throw new RollcallError(
     'CONFIG_INVALID',
-    `Refusing to serve ${config.host} without authentication: ${why}. Create a key first with \`rollcall key create --scope admin --namespace '*'\` (same --database-url/--data-dir), ` +
-      'or listen on 127.0.0.1, or start with --insecure (env ROLLCALL_INSECURE=true) to serve it unauthenticated on purpose.',
-    { details: { field: 'host' } },
+    `Refusing to serve ${open.what} without authentication: ${why}. Create a key first with \`rollcall key create --scope admin --namespace '*'\` (same --database-url/--data-dir), ` +
+      `or ${open.instead}, or start with --insecure (env ROLLCALL_INSECURE=true) to serve it unauthenticated on purpose.`,
+    { details: { field: open.field } },
   );
 }
 
@@ -262,7 +269,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   });
   const dns = config.dnsPort === undefined
     ? null
-    : new DnsServer({ nodes: registry.view, logger, host: config.dnsHost, port: config.dnsPort, domain: config.dnsDomain, ttlSeconds: config.dnsTtlSeconds, defaultNamespace: config.namespace });
+    : new DnsServer({ nodes: registry.view, logger, host: config.dnsHost, port: config.dnsPort, domain: config.dnsDomain, ttlSeconds: config.dnsTtlSeconds, defaultNamespace: config.namespace, namespaces: config.dnsNamespaces ?? [config.namespace] });
   try {
     await app.listen({ host: config.host, port: config.port });
     await dns?.start();
@@ -278,6 +285,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await store.close();
     throw error;
   }
+  // Heartbeats can arrive now (HTTP and the intake): lease grace starts here, not when the store loaded.
+  registry.openForHeartbeats();
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
   const publicHost = config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host;

@@ -47,6 +47,7 @@ export const ConfigSchema = Type.Object({
   dnsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'UDP and TCP port of the DNS interface (Consul semantics; Consul uses 8600); off when unset, 0 picks a free port. Env ROLLCALL_DNS_PORT.' })),
   dnsHost: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address the DNS interface listens on. Env ROLLCALL_DNS_HOST.' }),
   dnsDomain: Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.?$', default: 'consul', description: 'Zone the DNS interface answers for: <service>.service.<domain>. Env ROLLCALL_DNS_DOMAIN.' }),
+  dnsNamespaces: Type.Optional(Type.Array(Type.Union([Type.String({ pattern: NAMESPACE_PATTERN }), Type.Literal('*')]), { minItems: 1, description: 'Namespaces the DNS interface answers for; DNS carries no credential, so names in any other namespace answer NXDOMAIN as if absent. * serves every namespace. Default: the default namespace (namespace). Env ROLLCALL_DNS_NAMESPACES (comma separated).' })),
   dnsTtlSeconds: Type.Integer({ minimum: 0, maximum: 86400, default: 0, description: 'TTL of DNS answers (0, as Consul, lets no resolver cache them). Env ROLLCALL_DNS_TTL_SECONDS.' }),
   consulAddr: Type.Optional(Type.String({ minLength: 1, description: 'Consul agent to project nodes into (http(s)://host:port or host:port); the Consul sink runs only when set. Env CONSUL_HTTP_ADDR, or the seeds\' CONSUL_HOST/CONSUL_PORT.' })),
   consulToken: Type.Optional(Type.String({ description: 'Consul ACL token, sent as X-Consul-Token; never logged. Env CONSUL_HTTP_TOKEN.' })),
@@ -70,7 +71,7 @@ export const ConfigSchema = Type.Object({
   caKeyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM PKCS#8 private key of the built-in CA (<dir>/ca.key, mode 0600). Env ROLLCALL_CA_KEY_FILE.' })),
   svidTtlSeconds: Type.Integer({ minimum: 60, maximum: 30 * 86400, default: 3600, description: 'Lifetime of the X.509 SVIDs the CA issues. Env ROLLCALL_SVID_TTL_SECONDS.' }),
   authMode: Type.Union([Type.Literal('auto'), Type.Literal('keys'), Type.Literal('off')], { default: 'auto', description: 'API authentication. auto: required once any API key was created (or a JWKS is configured); keys: always required; off: never (a non-loopback listener then also needs insecure). Env ROLLCALL_AUTH_MODE.' }),
-  insecure: Type.Boolean({ default: false, description: 'Allow serving a non-loopback address without authentication; refused otherwise. Env ROLLCALL_INSECURE.' }),
+  insecure: Type.Boolean({ default: false, description: 'Allow serving a non-loopback address (host, or dnsHost when DNS is on) without authentication; refused otherwise. Env ROLLCALL_INSECURE.' }),
   rateLimitPerMinute: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 6000, description: 'Requests per minute per credential (API key or JWT subject); 0 turns it off. Env ROLLCALL_RATE_LIMIT_PER_MINUTE.' }),
   rateLimitAnonymousPerMinute: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 600, description: 'Requests per minute per client address without a valid credential while authentication is required; 0 turns it off. Env ROLLCALL_RATE_LIMIT_ANONYMOUS_PER_MINUTE.' }),
   jwksUrl: Type.Optional(Type.String({ minLength: 1, description: 'JWKS URL: bearer JWTs signed by its keys are accepted (claims scope, space separated, and namespace). Env ROLLCALL_JWKS_URL.' })),
@@ -133,6 +134,7 @@ const ENV: Partial<Record<keyof Config, string[]>> = {
   dnsPort: ['ROLLCALL_DNS_PORT'],
   dnsHost: ['ROLLCALL_DNS_HOST'],
   dnsDomain: ['ROLLCALL_DNS_DOMAIN'],
+  dnsNamespaces: ['ROLLCALL_DNS_NAMESPACES'],
   dnsTtlSeconds: ['ROLLCALL_DNS_TTL_SECONDS'],
   consulAddr: ['CONSUL_HTTP_ADDR'],
   consulToken: ['CONSUL_HTTP_TOKEN'],
@@ -246,7 +248,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     }
   }
   // A list given as text (the environment's way) is comma separated.
-  if (typeof merged.kafkaNamespaceTopics === 'string') merged.kafkaNamespaceTopics = merged.kafkaNamespaceTopics.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  for (const list of ['kafkaNamespaceTopics', 'dnsNamespaces'] as const) {
+    const text = merged[list];
+    if (typeof text === 'string') merged[list] = text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  }
   const config = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, merged)) as Record<string, unknown>;
   const firstError = Value.Errors(ConfigSchema, config).First();
   if (firstError) {
@@ -279,6 +284,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     }
   }
   config.tlsClientAuth = tlsClientAuthOf(config);
+  config.dnsNamespaces ??= [config.namespace];
   checkNamespaceTopics(config as Config, origin.kafkaNamespaceTopics ?? 'defaults');
   return config as Config;
 }

@@ -8,6 +8,7 @@ import { LIMITS } from '../domain/schemas.js';
 import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome, WriteQuota } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
+import { WriteHealth } from './write-health.js';
 import { WriteQueue } from './write-queue.js';
 import type { Compensation, WriteSaga } from './write-saga.js';
 
@@ -56,6 +57,8 @@ export interface RegistryOptions {
   writeConcurrency: number;
   /** A backend written before the store (atomic Consul mode); also settable later with useSaga(). */
   saga?: WriteSaga;
+  /** How long a write's outcome tells /health whether writes go through before they are probed (default 5 s). */
+  writeCheckIntervalMs?: number;
   now?: () => number;
 }
 
@@ -90,6 +93,9 @@ export interface DeregisterResult {
   version: number;
 }
 
+/** A write probe waits this long at most for the lock every commit takes. */
+const WRITE_PROBE_LOCK_TIMEOUT_MS = 2000;
+
 interface TaskState {
   running: boolean;
   lastRunAt: number | null;
@@ -99,6 +105,8 @@ interface TaskState {
 export class Registry {
   readonly view = new LiveView();
   readonly metrics: RegistryMetrics;
+  /** Whether registrations and deregistrations go through (for /health). */
+  readonly writeHealth: WriteHealth;
   private readonly queue: WriteQueue;
   private readonly pendingRenewals = new Map<string, LeaseRenewal>();
   private pendingHistory: HeartbeatLogEntry[] = [];
@@ -115,6 +123,8 @@ export class Registry {
   private flushRunning: Promise<number> | null = null;
   private flushQueued: Promise<number> | null = null;
   private sweeperSince: number | null = null;
+  /** When heartbeats could first reach this registry (see openForHeartbeats); null before. */
+  private openedAt: number | null = null;
   private stopping = false;
   private saga: WriteSaga | null;
   private admission: AdmissionCheck | null = null;
@@ -128,6 +138,7 @@ export class Registry {
     this.saga = options.saga ?? null;
     this.log = options.logger.child({ component: 'engine' });
     this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
+    this.writeHealth = new WriteHealth({ probe: () => this.probeWrites(), freshForMs: options.writeCheckIntervalMs ?? 5000, now: this.now });
     this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, options.writeConcurrency, (size) => this.metrics.writeBatchSize.observe(size));
   }
 
@@ -159,6 +170,14 @@ export class Registry {
     this.every(this.options.cleanupIntervalMs, 'cleanup', () => this.cleanup());
     // A missed NOTIFY (connection blip) must not leave the view behind for long.
     this.every(Math.max(this.options.sweepIntervalMs, 1000), 'live_view_tail', () => this.catchUp());
+  }
+
+  /**
+   * Says the listeners and intakes are open, so heartbeats can arrive: only from now on are leases
+   * judged, each with one full TTL from this moment, however long the start took after start().
+   */
+  openForHeartbeats(): void {
+    this.openedAt ??= this.now();
   }
 
   private every(intervalMs: number, task: keyof Registry['tasks'], run: () => Promise<unknown>): void {
@@ -227,7 +246,7 @@ export class Registry {
     let outcome: WriteOutcome;
     try {
       const quota = admission?.quotaFor?.(registration);
-      outcome = await this.write({ kind: 'register', registration, ...(quota ? { quota } : {}) }, registration.namespace, registration.node_id);
+      outcome = await this.writeHealth.track(this.write({ kind: 'register', registration, ...(quota ? { quota } : {}) }, registration.namespace, registration.node_id));
     } finally {
       // Committed writes are in the live view by now, so the reservation is no longer needed.
       if (typeof release === 'function') release();
@@ -300,7 +319,7 @@ export class Registry {
     const write: NodeWrite = incarnation === undefined
       ? { kind: 'deregister', namespace, node_id: nodeId, reason }
       : { kind: 'deregister', namespace, node_id: nodeId, reason, incarnation };
-    const outcome = await this.write(write, namespace, nodeId);
+    const outcome = await this.writeHealth.track(this.write(write, namespace, nodeId));
     switch (outcome.status) {
       case 'rejected':
         throw outcome.error;
@@ -345,6 +364,16 @@ export class Registry {
       if (this.sagaWrites.get(key) === settled) this.sagaWrites.delete(key);
     });
     return run;
+  }
+
+  /** Throws when a registration would fail now: the saga's backend refuses, or the store takes no write. */
+  private async probeWrites(): Promise<void> {
+    await this.saga?.probe?.();
+    try {
+      await this.options.store.probeWrite(WRITE_PROBE_LOCK_TIMEOUT_MS);
+    } catch (cause) {
+      throw new RollcallError('STORE_UNAVAILABLE', `The store takes no write: ${(cause as Error).message}`, { cause });
+    }
   }
 
   private async compensate(compensation: Compensation | null, namespace: string, nodeId: string): Promise<void> {
@@ -474,8 +503,10 @@ export class Registry {
     }
   }
 
-  /** Takes nodes whose lease lapsed offline. Only the holder of the sweeper duty does it. */
+  /** Takes nodes whose lease lapsed offline. Only the holder of the sweeper duty does it, once open. */
   async sweep(): Promise<number> {
+    // No node can heartbeat before the registry is open: judge nothing, and leave the duty to an open instance.
+    if (this.openedAt === null) return 0;
     if (!(await this.options.store.holdsDuty('sweeper'))) {
       this.sweeperSince = null;
       return 0;

@@ -16,4 +16,6 @@ export interface WriteSaga {
   beforeWrite(write: NodeWrite, current: NodeRecord | undefined): Promise<Compensation | null>;
   /** Once the write whose beforeWrite resolved is settled: committed, refused, or compensated. */
   afterWrite(write: NodeWrite): void;
+  /** Throws when the backend would refuse writes now (for /health), without writing anything. */
+  probe?(): Promise<void>;
 }

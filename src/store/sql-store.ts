@@ -752,6 +752,13 @@ export class SqlStore implements Store {
     await this.client.query('SELECT 1');
   }
 
+  async probeWrite(lockTimeoutMs: number): Promise<void> {
+    await this.client.transaction(async (tx) => {
+      await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, Math.round(lockTimeoutMs))}ms`]);
+      await tx.query('UPDATE topology_state SET version = version WHERE id = 1');
+    });
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }

@@ -224,5 +224,10 @@ export interface Store {
   /** How many keys were ever created, revoked ones included. */
   countApiKeys(): Promise<number>;
   ping(): Promise<void>;
+  /**
+   * Takes the lock and makes the write every registration's commit makes, then commits it unchanged:
+   * throws when writes fail now (read-only, no privilege, no connection, the lock held past lockTimeoutMs).
+   */
+  probeWrite(lockTimeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,10 +1,17 @@
 // rollcall's DNS interface queried by `dig` (BIND's client, not ours): A and SRV answers for services
 // and tags with healthy instances only, glue A records, an expired node leaving the answers, NXDOMAIN
-// with an SOA for unknown names, REFUSED outside the zone and for other classes, and TCP.
+// with an SOA for unknown names, REFUSED outside the zone and for other classes, and TCP. DNS has no
+// credential: it answers only the namespaces configured for it, and refuses to listen off loopback
+// without authentication configured, as the HTTP listener does.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { isRollcallError } from '../../src/domain/errors.js';
+import { startServer } from '../../src/server.js';
+import { testLogger } from '../support/logger.js';
+import { createTestDatabase } from '../support/postgres.js';
 import { pollUntil } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
@@ -14,7 +21,7 @@ let t: TestServer;
 let port: number;
 
 before(async () => {
-  t = await startTestServer({ config: { leaseTtlSeconds: 60, sweepIntervalMs: 100, dnsPort: 0, dnsHost: '127.0.0.1' } });
+  t = await startTestServer({ config: { leaseTtlSeconds: 60, sweepIntervalMs: 100, dnsPort: 0, dnsHost: '127.0.0.1', dnsNamespaces: ['default', 'beta'] } });
   port = t.server.dns?.port ?? 0;
   assert.ok(port > 0, 'the DNS interface listens');
 });
@@ -156,5 +163,73 @@ describe('DNS interface', () => {
     const tcp = await dig('many.service.consul', 'SRV', ['+tcp']);
     assert.equal(tcp.answers.length, 40);
     assert.equal(tcp.additional.length, 40);
+  });
+});
+
+describe('DNS namespaces', () => {
+  before(async () => {
+    for (const namespace of ['beta', 'gamma']) {
+      await register({ namespace, node_id: `api-${namespace}`, hostname: `api-${namespace}.local`, ip: namespace === 'beta' ? '10.5.0.1' : '10.6.0.1', role: 'api', node_type: 'api', labels: ['blue'], endpoints: { api: `http://api-${namespace}.local:8000` } });
+    }
+  });
+
+  it('answers the namespaces configured for it', async () => {
+    assert.deepEqual((await dig('api.service.beta.consul', 'A')).answers.map((record) => record[4]), ['10.5.0.1']);
+    assert.deepEqual((await dig('api.service.beta.consul', 'SRV')).answers.map((record) => record[7]), ['api-beta.node.beta.consul.']);
+    assert.deepEqual((await dig('api-beta.node.beta.consul', 'A')).answers.map((record) => record[4]), ['10.5.0.1']);
+  });
+
+  it('answers a namespace not configured for it as if it held nothing: NXDOMAIN with the SOA, on UDP and TCP', async () => {
+    for (const [name, type, extra] of [
+      ['api.service.gamma.consul', 'A', []],
+      ['api.service.gamma.consul', 'SRV', []],
+      ['blue.api.service.gamma.consul', 'A', []],
+      ['_api._tcp.service.gamma.consul', 'SRV', []],
+      ['api-gamma.node.gamma.consul', 'A', []],
+      ['api.service.gamma.consul', 'SRV', ['+tcp']],
+    ] as const) {
+      const result = await dig(name, type, [...extra]);
+      assert.equal(result.status, 'NXDOMAIN', `${name} ${type} ${extra.join(' ')}`);
+      assert.deepEqual(result.answers, []);
+      assert.deepEqual(result.additional, []);
+      assert.equal(result.authority[0]?.[3], 'SOA');
+    }
+    // The same as a namespace that does not exist at all.
+    assert.equal((await dig('api.service.nowhere.consul', 'A')).status, 'NXDOMAIN');
+  });
+});
+
+describe('DNS listener security', () => {
+  async function start(config: Partial<Config>): Promise<() => Promise<void>> {
+    const database = await createTestDatabase();
+    try {
+      const server = await startServer(loadConfig({ env: {}, flags: { port: 0, logLevel: 'silent', databaseUrl: database.url, dnsPort: 0, ...config } }), testLogger);
+      assert.ok((server.dns?.port ?? 0) > 0, 'the DNS interface listens');
+      return async () => {
+        await server.stop();
+        await database.drop();
+      };
+    } catch (error) {
+      await database.drop();
+      throw error;
+    }
+  }
+
+  it('refuses to serve DNS off loopback without authentication, naming dnsHost and how to fix it', async () => {
+    // A server that starts anyway is stopped, so the failure is the assertion and not a hang.
+    const error = await start({ dnsHost: '0.0.0.0' }).then(async (stop) => stop(), (refusal: unknown) => refusal);
+    assert.ok(isRollcallError(error), 'refused to start');
+    assert.equal(error.code, 'CONFIG_INVALID');
+    assert.equal(error.details?.field, 'dnsHost');
+    assert.match(error.message, /dnsHost/);
+    assert.match(error.message, /rollcall key create/);
+    assert.match(error.message, /--insecure/);
+  });
+
+  it('serves DNS off loopback when authentication is configured, or when started insecure on purpose', async () => {
+    for (const config of [{ dnsHost: '0.0.0.0', authMode: 'keys' }, { dnsHost: '0.0.0.0', insecure: true }] as const) {
+      const stop = await start(config);
+      await stop();
+    }
   });
 });

@@ -237,10 +237,12 @@ describe('service documents', () => {
   });
 
   it('reports health with component checks', async () => {
-    const health = await json<{ status: string; checks: { store: { status: string; dialect: string; target: string }; background_tasks: { tasks: Record<string, { running: boolean }> } } }>(`${t.url}/health`);
+    const health = await json<{ status: string; checks: { store: { status: string; dialect: string; target: string }; writes: { status: string; last_error: unknown }; background_tasks: { tasks: Record<string, { running: boolean }> } } }>(`${t.url}/health`);
     assert.equal(health.status, 200);
     assert.equal(health.body.status, 'healthy');
     assert.equal(health.body.checks.store.status, 'healthy');
+    assert.equal(health.body.checks.writes.status, 'healthy');
+    assert.equal(health.body.checks.writes.last_error, null);
     assert.equal(health.body.checks.store.dialect, 'postgres');
     assert.ok(health.body.checks.background_tasks.tasks.lease_sweeper?.running);
   });

@@ -92,6 +92,19 @@ describe('configuration', () => {
     assert.equal(long.field, 'kafkaNamespaceTopics', 'topic names longer than Kafka allows');
   });
 
+  it('serves DNS for the default namespace unless told which, comma separated (* for every one), and refuses a bad one by name', () => {
+    assert.deepEqual(loadConfig({ env: {} }).dnsNamespaces, ['default']);
+    assert.deepEqual(loadConfig({ env: { ROLLCALL_NAMESPACE: 'prod' } }).dnsNamespaces, ['prod'], 'the default namespace, whatever it is');
+    assert.deepEqual(loadConfig({ env: { ROLLCALL_DNS_NAMESPACES: 'default, beta,' } }).dnsNamespaces, ['default', 'beta']);
+    assert.deepEqual(loadConfig({ env: { ROLLCALL_DNS_NAMESPACES: '*' } }).dnsNamespaces, ['*']);
+    assert.deepEqual(loadConfig({ env: {}, flags: { dnsNamespaces: ['gamma'] } }).dnsNamespaces, ['gamma']);
+    for (const bad of ['alpha,Not_A_Namespace', ',', 'default,**']) {
+      const error = configError(() => loadConfig({ env: { ROLLCALL_DNS_NAMESPACES: bad } }));
+      assert.equal(error.field, 'dnsNamespaces', bad);
+      assert.match(error.message, /dnsNamespaces/);
+    }
+  });
+
   it('names the bad field and where it came from', () => {
     const port = configError(() => loadConfig({ env: {}, flags: { port: 99999 } }));
     assert.equal(port.field, 'port');

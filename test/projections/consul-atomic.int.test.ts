@@ -75,6 +75,7 @@ describe('consul atomic mode', () => {
   const stored = async (nodeId: string): Promise<{ status: string; ip: string | null } | undefined> =>
     (await direct.query<{ status: string; ip: string | null }>('SELECT status, ip FROM node_registrations WHERE node_id = $1', [nodeId])).rows[0];
   const live = async (nodeId: string): Promise<number> => (await json(`${t.url}/api/v1/nodes/${nodeId}`)).status;
+  const health = () => json<{ checks: { store: { status: string }; writes: { status: string; last_error: { code: string } | null } } }>(`${t.url}/health`);
 
   it('writes Consul first, then PostgreSQL; a tombstone leaves Consul before the record is removed', async () => {
     const added = await register({ node_id: 'happy', ip: '10.0.0.1' });
@@ -119,6 +120,12 @@ describe('consul atomic mode', () => {
     assert.equal(fast.body.details?.circuit_breaker, 'open');
     assert.equal(consul.requests.length, seen, 'an open circuit sends nothing to Consul');
     assert.equal(await stored('refused-open'), undefined);
+    // /health says writes fail, naming Consul, although the store itself answers.
+    const failing = await health();
+    assert.equal(failing.status, 503, JSON.stringify(failing.body.checks));
+    assert.equal(failing.body.checks.store.status, 'healthy');
+    assert.equal(failing.body.checks.writes.status, 'unhealthy');
+    assert.equal(failing.body.checks.writes.last_error?.code, 'CONSUL_UNAVAILABLE');
 
     // Consul back: half-open trials get through and close the circuit.
     consul.mode = 'ok';
@@ -127,6 +134,7 @@ describe('consul atomic mode', () => {
       return response.status === 201 ? response : undefined;
     }, 5000);
     assert.equal(admitted.body.outcome, 'added');
+    assert.equal((await health()).body.checks.writes.status, 'healthy');
     await waitFor('breaker closed', async () => ((await metric(t.url, BREAKER_STATE)) === 0 ? true : undefined), 5000);
 
     // Unreachable is refused the same way.

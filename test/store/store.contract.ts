@@ -42,6 +42,13 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.equal(await store.currentVersion(), 0);
     });
 
+    it('probes the write path without changing what readers see', async () => {
+      const version = await store.currentVersion();
+      await store.probeWrite(2000);
+      assert.equal(await store.currentVersion(), version);
+      assert.deepEqual((await store.changesSince(version, 10)).changes, []);
+    });
+
     it('adds, updates with changed fields, and treats identical content as unchanged', async () => {
       const [added, same, updated] = await store.applyWrites(
         [

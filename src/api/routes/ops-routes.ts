@@ -30,15 +30,18 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
     metrics: '/metrics',
   }));
 
-  app.get('/health', { schema: { tags: ['ops'], summary: 'Health with component checks; 503 when the store is unreachable.' } }, async (_request, reply) => {
+  app.get('/health', { schema: { tags: ['ops'], summary: 'Health with component checks; 503 when the store is unreachable or writes fail.' } }, async (_request, reply) => {
     const started = performance.now();
-    let store: Record<string, unknown>;
-    try {
-      await registry.store.ping();
-      store = { status: 'healthy', dialect: registry.store.dialect, target: options.storeTarget, latency_ms: Math.round((performance.now() - started) * 100) / 100 };
-    } catch (error) {
-      store = { status: 'unhealthy', dialect: registry.store.dialect, target: options.storeTarget, error: (error as Error).message };
-    }
+    const pinged = async (): Promise<Record<string, unknown>> => {
+      try {
+        await registry.store.ping();
+        return { status: 'healthy', dialect: registry.store.dialect, target: options.storeTarget, latency_ms: Math.round((performance.now() - started) * 100) / 100 };
+      } catch (error) {
+        return { status: 'unhealthy', dialect: registry.store.dialect, target: options.storeTarget, error: (error as Error).message };
+      }
+    };
+    // A store that answers may still refuse writes (read-only, locked, pool exhausted; Consul in atomic mode).
+    const [store, writes] = await Promise.all([pinged(), registry.writeHealth.check()]);
     const tasks = registry.taskStates();
     const tasksHealthy = Object.values(tasks).every((task) => task.running && task.lastError === null);
     const components: Record<string, ComponentCheck> = {};
@@ -46,7 +49,7 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
       components[name] = await check().catch((error: unknown) => ({ status: 'unhealthy' as const, error: (error as Error).message }));
     }
     const componentsHealthy = Object.values(components).every((component) => component.status === 'healthy');
-    const status = store.status !== 'healthy' ? 'unhealthy' : tasksHealthy && componentsHealthy ? 'healthy' : 'degraded';
+    const status = store.status !== 'healthy' || writes.status !== 'healthy' ? 'unhealthy' : tasksHealthy && componentsHealthy ? 'healthy' : 'degraded';
     const counts = registry.view.countByStatus();
     return reply.code(status === 'unhealthy' ? 503 : 200).send({
       status,
@@ -57,6 +60,7 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
       topology_version: registry.view.version,
       checks: {
         store,
+        writes,
         background_tasks: {
           status: tasksHealthy ? 'healthy' : 'degraded',
           write_queue_depth: registry.writeQueueDepth,

@@ -425,6 +425,13 @@ export class ConsulSink implements WriteSaga {
     }
   }
 
+  async probe(): Promise<void> {
+    if (this.breaker.state !== 'open') return;
+    throw new RollcallError('CONSUL_UNAVAILABLE', `Consul's circuit breaker is open; registrations and deregistrations are refused${this.breaker.lastError === null ? '' : ` (last failure: ${this.breaker.lastError})`}.`, {
+      details: { circuit_breaker: this.breaker.state },
+    });
+  }
+
   afterWrite(write: NodeWrite): void {
     const key = writeKeyOf(write);
     const count = (this.sagaInFlight.get(key) ?? 1) - 1;

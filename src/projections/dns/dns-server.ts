@@ -2,6 +2,7 @@
 // `[tag.]<service>.service[.<namespace>].<domain>` (service = node_type, tag = a label) listing healthy
 // instances only, node lookups `<node_id>.node[.<namespace>].<domain>` and `<hex-ipv4>.addr.<domain>`,
 // NXDOMAIN with the zone's SOA for unknown names. UDP and TCP on one port; wire format by dns-packet.
+// DNS carries no credential: only the namespaces configured for it are answered, any other is absent.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import dnsPacket, { type Answer, type DecodedPacket, type Packet, type Question, type SoaAnswer } from 'dns-packet';
@@ -27,6 +28,8 @@ export interface DnsServerOptions {
   ttlSeconds: number;
   /** Namespace of names that carry none. */
   defaultNamespace: string;
+  /** Namespaces answered (`*`: every one); names of any other answer NXDOMAIN, as if absent. */
+  namespaces: readonly string[];
   now?: () => number;
 }
 
@@ -258,8 +261,13 @@ export class DnsServer {
     return Date.parse(node.last_heartbeat) + node.lease_ttl_ms > this.now();
   }
 
+  private serves(namespace: string): boolean {
+    return this.options.namespaces.includes('*') || this.options.namespaces.includes(namespace);
+  }
+
   /** Answer records for a name in our zone; null when the name does not exist (NXDOMAIN). */
   private lookup(name: ParsedName, question: Question): { answers: Answer[]; additionals: Answer[] } | null {
+    if ((name.kind === 'node' || name.kind === 'service') && !this.serves(name.namespace)) return null;
     const ttl = this.options.ttlSeconds;
     const wantsA = question.type === 'A' || (question.type as string) === 'ANY';
     const answers: Answer[] = [];
