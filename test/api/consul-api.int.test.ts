@@ -5,6 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Consul from 'consul';
+import { pollUntil } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
 let t: TestServer;
@@ -35,14 +36,8 @@ function serviceStatus(entry: HealthEntry | undefined): string | undefined {
   return entry?.Checks.find((check) => check.ServiceID !== '')?.Status;
 }
 
-async function until<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await sleep(50);
-  }
+function until<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
+  return pollUntil(read, ok, { timeoutMs: 8000, intervalMs: 50, what });
 }
 
 /** Every record and the topology version: what a refused request must leave alone. */
