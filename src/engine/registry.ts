@@ -128,7 +128,13 @@ export class Registry {
     this.saga = options.saga ?? null;
     this.log = options.logger.child({ component: 'engine' });
     this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
-    this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, options.writeConcurrency, (size) => this.metrics.writeBatchSize.observe(size));
+    this.queue = new WriteQueue(
+      (writes) => this.commit(writes),
+      options.maxBatch,
+      options.writeConcurrency,
+      (size) => this.metrics.writeBatchSize.observe(size),
+      (error, writes) => options.store.judgeWriteFailure(error, writes),
+    );
   }
 
   /** Puts `saga` in front of every content-changing write from now on (null removes it). */
@@ -384,8 +390,13 @@ export class Registry {
       changes.push(outcome.change);
       this.metrics.changes.inc({ change_type: outcome.change.change_type, reason: outcome.change.reason });
     }
-    // Acknowledge only once the live view shows the write: a client reads what it wrote.
-    if (!this.view.apply(changes)) await this.catchUp();
+    // Acknowledge only once the live view shows the write: a client reads what it wrote. Committed
+    // writes are never tried again, so a failure from here on is answered as it is, not judged.
+    if (!this.view.apply(changes)) {
+      await this.catchUp().catch((cause: unknown) => {
+        throw new RollcallError('STORE_UNAVAILABLE', `The write was committed, but the live view could not catch up with it: ${(cause as Error).message}`, { cause });
+      });
+    }
     return outcomes;
   }
 
