@@ -9,6 +9,7 @@ import type { ApiKeyRing } from '../security/api-keys.js';
 import { installAuth, type AuthOptions } from './auth.js';
 import { apiKeyRoutes } from './routes/api-key-routes.js';
 import { installProblemHandlers, sendFrameworkProblem } from './problem.js';
+import { installUnstorableTextCheck } from './unstorable-text-check.js';
 import { consulRoutes } from './routes/consul-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { identityRoutes } from './routes/identity-routes.js';
@@ -70,6 +71,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
+  // First of the preValidation hooks: neither auth (which may audit what a request names) nor a
+  // route sees text the store cannot hold.
+  installUnstorableTextCheck(app);
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
   await app.register(swagger, {

@@ -72,6 +72,24 @@ export function versionRange(query: Query, name: string): string | undefined {
   return text;
 }
 
+/** ISO-8601 timestamps (`2026-01-31`, `2026-01-31T12:00:00Z`, with an offset or fractions) in years 1 to 9999. */
+const TIMESTAMP_PATTERN = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+const EARLIEST_MS = Date.parse('0001-01-01T00:00:00Z');
+const LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * A timestamp parameter as an ISO string in UTC. Refused unless well-formed ISO-8601 within years 1
+ * to 9999, a range both JavaScript dates and PostgreSQL's timestamptz hold (PostgreSQL has no year 0).
+ */
+export function timestamp(query: Query, name: string): string | undefined {
+  const text = single(query, name);
+  if (text === undefined) return undefined;
+  const ms = TIMESTAMP_PATTERN.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(ms)) throw invalid(name, 'must be an ISO-8601 timestamp such as 2026-01-31T12:00:00Z');
+  if (ms < EARLIEST_MS || ms > LATEST_MS) throw invalid(name, 'must be a timestamp from year 1 to 9999');
+  return new Date(ms).toISOString();
+}
+
 /** Durations as `30s`, `500ms`, `2m` or plain seconds. */
 export function duration(query: Query, name: string, range: { maxMs: number; fallbackMs: number }): number {
   const text = single(query, name);

@@ -139,7 +139,13 @@ export class Registry {
     this.log = options.logger.child({ component: 'engine' });
     this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
     this.writeHealth = new WriteHealth({ probe: () => this.probeWrites(), freshForMs: options.writeCheckIntervalMs ?? 5000, now: this.now });
-    this.queue = new WriteQueue((writes) => this.commit(writes), options.maxBatch, options.writeConcurrency, (size) => this.metrics.writeBatchSize.observe(size));
+    this.queue = new WriteQueue(
+      (writes) => this.commit(writes),
+      options.maxBatch,
+      options.writeConcurrency,
+      (size) => this.metrics.writeBatchSize.observe(size),
+      (error, writes) => options.store.judgeWriteFailure(error, writes),
+    );
   }
 
   /** Puts `saga` in front of every content-changing write from now on (null removes it). */
@@ -413,8 +419,13 @@ export class Registry {
       changes.push(outcome.change);
       this.metrics.changes.inc({ change_type: outcome.change.change_type, reason: outcome.change.reason });
     }
-    // Acknowledge only once the live view shows the write: a client reads what it wrote.
-    if (!this.view.apply(changes)) await this.catchUp();
+    // Acknowledge only once the live view shows the write: a client reads what it wrote. Committed
+    // writes are never tried again, so a failure from here on is answered as it is, not judged.
+    if (!this.view.apply(changes)) {
+      await this.catchUp().catch((cause: unknown) => {
+        throw new RollcallError('STORE_UNAVAILABLE', `The write was committed, but the live view could not catch up with it: ${(cause as Error).message}`, { cause });
+      });
+    }
     return outcomes;
   }
 

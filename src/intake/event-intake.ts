@@ -12,6 +12,7 @@ import type { BusMessage, EventBus, OutgoingMessage, Subscription } from '../bus
 import { RollcallError } from '../domain/errors.js';
 import { EVENT_TYPES, TopicLayout, decodeEnvelope, envelope, eventKindOf, parseHeartbeatEvent, parseTombstoneEvent, type TopicNames, type TopicSet } from '../domain/events.js';
 import { parseIntrospection } from '../domain/introspection.js';
+import { assertStorableText } from '../domain/storable-text.js';
 import { DEFAULT_NAMESPACE, type RegistrationDefaults } from '../domain/node.js';
 import type { Envelope } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
@@ -147,7 +148,10 @@ export class EventIntake {
       if (Buffer.byteLength(message.value) > this.options.maxEventBytes) {
         throw new RollcallError('EVENT_TOO_LARGE', `Event is ${Buffer.byteLength(message.value)} bytes; the limit is ${this.options.maxEventBytes}.`);
       }
-      event = decodeEnvelope(message.value);
+      const decoded = decodeEnvelope(message.value);
+      // As at the HTTP doors: text the store cannot hold would fail the write it shares with others.
+      assertStorableText(decoded);
+      event = decoded;
       // Ids are remembered per topic set: another namespace's producers cannot pre-empt an event id.
       eventKey = set.namespace === null ? event.event_id : `${set.namespace}\u0000${event.event_id}`;
       // A repeated heartbeat is harmless (it renews again) and they are most of the traffic:

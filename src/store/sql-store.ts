@@ -17,6 +17,7 @@ import {
   type TopologyChange,
 } from '../domain/node.js';
 import { migrate } from './migrate.js';
+import { judgeWriteFailure, type WriteSubject } from './sql-errors.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
 import type {
   ApiKeyRecord,
@@ -28,6 +29,7 @@ import type {
   NodeWrite,
   Profile,
   Store,
+  WriteFailure,
   WriteOutcome,
 } from './store.js';
 import type { AuditEntry, AuditQuery, NamespaceQuotas, PolicyVersion, StoredAuditEntry } from './store.js';
@@ -93,6 +95,15 @@ const WRITE_CHANGES_SQL = `
   SELECT version, (SELECT count(*) FROM changes) AS changes,
          pg_notify($3, version || ':' || $4::text) AS notified
   FROM state`;
+
+/** The writes of a failed transaction, as its error names them. */
+function subjectOf(writes: NodeWrite[]): WriteSubject {
+  const [only] = writes;
+  if (writes.length !== 1 || !only) return { text: `a batch of ${writes.length} writes`, details: {} };
+  const { namespace, node_id } = only.kind === 'register' ? only.registration : only;
+  const what = only.kind === 'register' ? 'registration' : only.kind === 'deregister' ? 'deregistration' : 'lease expiry';
+  return { text: `the ${what} of node ${node_id} in namespace ${namespace}`, details: { namespace, node_id } };
+}
 
 /** Advisory lock class of per-node write locks (the two-key form, apart from other locks). */
 const NODE_LOCK_CLASS = 0x7263;
@@ -341,6 +352,10 @@ export class SqlStore implements Store {
       });
       return outcomes;
     });
+  }
+
+  judgeWriteFailure(error: unknown, writes: NodeWrite[]): Promise<WriteFailure> {
+    return judgeWriteFailure(error, subjectOf(writes), () => this.ping());
   }
 
   /**

@@ -23,6 +23,13 @@ export type WriteOutcome =
   | { status: 'unchanged'; node: NodeRecord }
   | { status: 'rejected'; error: RollcallError };
 
+/** What a failed `applyWrites` means for the writes it carried. */
+export type WriteFailure =
+  /** The store cannot be reached or used: every write of the batch fails, for its sender to retry. */
+  | { kind: 'unavailable' }
+  /** The store answered and refused the batch: one of its writes may be at fault; `error` is what a write refused alone gets. */
+  | { kind: 'refused'; error: RollcallError };
+
 export interface LeaseRenewal {
   namespace: string;
   node_id: string;
@@ -164,6 +171,11 @@ export interface Store {
   migrate(): Promise<void>;
   /** Applies the writes in order in one transaction; each gets its own outcome. */
   applyWrites(writes: NodeWrite[], nowMs: number): Promise<WriteOutcome[]>;
+  /**
+   * What an error of `applyWrites(writes)` means: an outage, or a refusal by a store that answered
+   * (then a smaller batch may commit); may ask the store whether it still answers.
+   */
+  judgeWriteFailure(error: unknown, writes: NodeWrite[]): Promise<WriteFailure>;
   renewLeases(renewals: LeaseRenewal[]): Promise<number>;
   findExpired(nowMs: number, graceFromMs: number, limit: number): Promise<ExpiryCandidate[]>;
   /** Deletes records that left the topology before `cutoffMs`; returns how many. */

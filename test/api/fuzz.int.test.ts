@@ -2,8 +2,12 @@
 // mutation of a valid template each) must all get a 4xx problem document and write nothing.
 import { strict as assert } from 'node:assert';
 import * as http from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { initCaFiles } from '../../src/security/ca.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
 interface RawRequest {
@@ -114,6 +118,10 @@ const badInteger = fc.oneof(
   fc.boolean(),
 );
 const longString = (min: number): fc.Arbitrary<string> => fc.integer({ min, max: min + 2000 }).map((n) => 'x'.repeat(n));
+/** Text the store cannot hold: NUL characters and unpaired surrogates (sent as JSON escapes). */
+const unstorableText = fc
+  .tuple(fc.string({ maxLength: 8 }), fc.constantFrom('\u0000', '\uD800', '\uDBFF', '\uDC00', '\uDFFF', '\uDE00\uD83D'), fc.string({ maxLength: 8 }))
+  .map(([before, bad, after]) => `${before}${bad}${after}`);
 /** Strings an identifier pattern (letters, digits, . _ : @ -, starting alphanumeric) refuses. */
 const badIdentifier = fc.oneof(
   fc.constant(''),
@@ -124,9 +132,17 @@ const badIdentifier = fc.oneof(
 const badNamespace = fc.oneof(fc.constantFrom('', 'UPPER', '-x', 'x-', 'a_b', 'dot.ted', 'ünï', '*x'), longString(64), nonString);
 const prototypeKey = fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty');
 const oversized = fc.integer({ min: 128 * 1024 + 1, max: 200 * 1024 }).map((n) => ({ value: { blob: 'x'.repeat(n) } }));
-/** Document fields: wrong type, too deep, too big, a key too long. */
+/** A document holding unstorable text somewhere: a value, a nested value, an array item or a key. */
+const unstorableDocument = fc.oneof(
+  unstorableText.map((text) => ({ note: text })),
+  unstorableText.map((text) => ({ a: { b: [1, 'ok', text] } })),
+  unstorableText.map((text) => ({ [text]: true })),
+  unstorableText.map((text) => ({ nested: { [text]: { x: 1 } } })),
+);
+/** Document fields: wrong type, too deep, too big, a key too long, text that cannot be stored. */
 const badDocument = fc.oneof(
   nonObject.map((value) => ({ value })),
+  unstorableDocument.map((value) => ({ value })),
   deepText.map((deep) => ({ value: { nested: DEEP }, deep })),
   fc.integer({ min: 33 * 1024, max: 100 * 1024 }).map((n) => ({ value: { big: 'x'.repeat(n) } })),
 );
@@ -193,8 +209,13 @@ const SEED = {
   consul: { Name: 'fzsvc', ID: 'fzsvc-1', Tags: ['a'], Port: 8080, Meta: { version: '1.0.0' }, Check: { CheckID: 'fz-ttl', TTL: '1h', Status: 'passing' } },
 };
 
+let caDir: string;
+
 before(async () => {
-  t = await startTestServer({ config: { leaseTtlSeconds: 3600 } });
+  // A CA, so the identity endpoints are fuzzed past CA_NOT_CONFIGURED.
+  caDir = await mkdtemp(join(tmpdir(), 'rollcall-fuzz-ca-'));
+  const { certFile, keyFile } = await initCaFiles(join(caDir, 'ca'), 'fuzz.test');
+  t = await startTestServer({ config: { leaseTtlSeconds: 3600, caCertFile: certFile, caKeyFile: keyFile } });
   assert.equal((await json(`${t.url}/api/v1/nodes/register`, { body: SEED.dagi })).status, 201);
   assert.equal((await json(`${t.url}/api/v1/introspection`, { body: SEED.introspection })).status, 201);
   assert.equal((await json(`${t.url}/v1/agent/service/register`, { method: 'PUT', body: SEED.consul })).status, 200);
@@ -205,6 +226,7 @@ before(async () => {
 after(async () => {
   agent.destroy();
   await t.close();
+  await rm(caDir, { recursive: true, force: true });
 });
 
 describe('malformed requests', () => {
@@ -221,7 +243,7 @@ describe('malformed requests', () => {
     const template = { node_id: 'fz-new-dagi', hostname: 'h', role: 'worker' };
     const bodies = mutateBody(template, {
       node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      hostname: fc.oneof(fc.constant(''), longString(254), nonString).map((value) => ({ value })),
+      hostname: fc.oneof(fc.constant(''), longString(254), nonString, unstorableText).map((value) => ({ value })),
       ip: fc.oneof(longString(46), nonString).map((value) => ({ value })),
       role: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
       node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
@@ -243,7 +265,7 @@ describe('malformed requests', () => {
     const payloadFields = {
       node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
       node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      node_name: fc.oneof(longString(256), nonString).map((value) => ({ value })),
+      node_name: fc.oneof(longString(256), nonString, unstorableText).map((value) => ({ value })),
       node_version: fc.oneof(fc.constant(''), longString(51), nonString).map((value) => ({ value })),
       namespace: badNamespace.map((value) => ({ value })),
       incarnation: badInteger.map((value) => ({ value })),
@@ -263,7 +285,7 @@ describe('malformed requests', () => {
         envelope_version: fc.oneof(longString(17), nonString).map((value) => ({ value })),
         event_id: fc.oneof(fc.constant(''), longString(129), nonString).map((value) => ({ value })),
         event_type: fc.oneof(fc.constantFrom('', 'NODE_HEARTBEAT', 'node_introspection', 'NODE_INTROSPECTION '), longString(65), nonString).map((value) => ({ value })),
-        correlation_id: fc.oneof(longString(129), nonString).map((value) => ({ value })),
+        correlation_id: fc.oneof(longString(129), nonString, unstorableText).map((value) => ({ value })),
         security: nonObject.map((value) => ({ value })),
         payload: nonObject.map((value) => ({ value })),
       }, { required: ['event_id', 'event_type'], closed: false }),
@@ -348,7 +370,7 @@ describe('malformed requests', () => {
   it('PUT /api/v1/profiles/{role}', async () => {
     const template = { config: { max_rps: 5 } };
     // A profile's config has no size limit of its own (only the body's): wrong types and depth only.
-    const badConfig = fc.oneof(nonObject.map((value) => ({ value })), deepText.map((deep) => ({ value: { nested: DEEP }, deep })));
+    const badConfig = fc.oneof(nonObject.map((value) => ({ value })), unstorableDocument.map((value) => ({ value })), deepText.map((deep) => ({ value: { nested: DEEP }, deep })));
     const bodies = mutateBody(template, { config: badConfig }, { required: ['config'], closed: true });
     const validRole = fc.constant('/api/v1/profiles/fz-role');
     const badRole = fc.oneof(badIdentifier.filter((s) => s !== '').map(encodeURIComponent), fc.constantFrom('%zz', 'a'.repeat(101))).map((role) => `/api/v1/profiles/${role}`);
@@ -373,6 +395,7 @@ describe('malformed requests', () => {
         fc.oneof(fc.integer(), fc.string(), fc.array(fc.string(), { minLength: 1 })),
         fc.tuple(prototypeKey, fc.oneof(fc.integer(), fc.constant(null), fc.constant({ polluted: true }))).map(([key, value]) => JSON.parse(`{${JSON.stringify(key)}:${JSON.stringify(value)}}`) as unknown),
         fc.constantFrom({ 'bad key': 'v' }, { 'ünï': 'v' }, { k: 'x'.repeat(513) }),
+        unstorableText.map((text) => ({ version: text })),
         fc.constant(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))),
       ).map((value) => ({ value })),
       Check: fc.oneof(
@@ -412,6 +435,7 @@ describe('malformed requests', () => {
       .oneof(
         fc.record({ Status: fc.oneof(fc.constantFrom('ok', 'PASSING', ''), nonString) }).map((b) => JSON.stringify(b)),
         fc.record({ Status: fc.constant('passing'), Output: nonString.filter((v) => v !== null) }).map((b) => JSON.stringify(b)),
+        fc.record({ Status: fc.constant('passing'), Output: unstorableText }).map((b) => JSON.stringify(b)),
         malformedJson.filter((body) => !body.startsWith('{"constructor"')),
       )
       .map((body): RawRequest => ({ method: 'PUT', path: '/v1/agent/check/update/fz-ttl', body }));
@@ -479,5 +503,152 @@ describe('malformed requests', () => {
     assert.equal(health.status, 200);
     assert.deepEqual(await snapshot(), initial);
     assert.ok(requests >= 3000, `only ${requests} requests were sent`);
+  });
+});
+
+// ---- Administration and audit: odd parameters never answer 5xx ----------------------------------
+
+/** Whatever the answer, never a server error: a success, or a 4xx problem document; and no topology write. */
+async function answered(request: RawRequest): Promise<void> {
+  requests += 1;
+  const response = await send(request);
+  const where = `${request.method} ${request.path.slice(0, 300)} -> ${response.status} ${response.text.slice(0, 300)}`;
+  assert.ok(response.status < 500, where);
+  if (response.status >= 400) {
+    assert.match(response.contentType, /^application\/problem\+json/, where);
+    const problem = JSON.parse(response.text) as { code: unknown; status: unknown };
+    assert.equal(typeof problem.code, 'string', where);
+    assert.equal(problem.status, response.status, where);
+  }
+  assert.equal(t.server.registry.view.version, version, `${where}: the topology moved`);
+}
+
+/** `examples` are always tried, before the generated requests. */
+const assertAnswered = async (arbitrary: fc.Arbitrary<RawRequest>, numRuns: number, examples: RawRequest[] = []): Promise<void> => {
+  await fc.assert(fc.asyncProperty(arbitrary, answered), { numRuns, includeErrorInReport: true, examples: examples.map((example) => [example]) });
+};
+const gets = (paths: string[]): RawRequest[] => paths.map((path) => ({ method: 'GET', path }));
+
+/** Percent-encodes every UTF-16 unit on its own (CESU-8): a lone surrogate becomes bytes no UTF-8 decoder accepts. */
+function cesu8(text: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i += 1) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes.push(unit);
+    else if (unit < 0x800) bytes.push(0xc0 | (unit >> 6), 0x80 | (unit & 0x3f));
+    else bytes.push(0xe0 | (unit >> 12), 0x80 | ((unit >> 6) & 0x3f), 0x80 | (unit & 0x3f));
+  }
+  return bytes.map((byte) => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+}
+
+/** Odd values as they appear in a URL: out-of-range dates and numbers, NUL, encoded surrogates, broken escapes. */
+const oddParameter = fc.oneof(
+  fc.constantFrom(
+    '99999-01-01', '-1e20', '1e20', '%2B200000-01-01', '-000001-01-01', '275760-09-13', '0000-01-01', '2024-13-45', '2024-02-30T25:61:61Z',
+    '1970-01-01T00:00:00%2B99:99', '2024-01-01T00:00:00.123456789012Z', '1e400', '-0', 'NaN', 'Infinity', '0x1F', '9'.repeat(400), '-9'.repeat(40),
+    '%00', 'a%00b', '%ED%A0%80', '%ED%BF%BF', '%C0%80', '%F4%90%80%80', '%uD800', '%', '%zz', '%E0%A4%A', '', '%20', '*', '..', '%2F',
+  ),
+  fc.integer().map(String),
+  fc.double().map(String),
+  fc.date({ noInvalidDate: false }).map((date) => (Number.isNaN(date.getTime()) ? 'Invalid Date' : encodeURIComponent(date.toISOString()))),
+  fc.integer({ min: -300_000, max: 300_000 }).map((year) => encodeURIComponent(`${year}-01-01T00:00:00Z`)),
+  fc.string({ maxLength: 30 }).map((text) => encodeURIComponent(text)),
+  unstorableText.map(cesu8),
+);
+/** A JSON value for a body field: odd strings (unstorable ones too), numbers out of any range, wrong types. */
+const oddJson = fc.oneof(unstorableText, fc.string({ maxLength: 20 }), fc.constantFrom(1e300, -1e300, 2 ** 63, -1, 0.5, '99999-01-01', ''), nonString);
+const query = (names: readonly string[]): fc.Arbitrary<string> =>
+  fc.array(fc.tuple(fc.constantFrom(...names), oddParameter), { minLength: 1, maxLength: 3 }).map((pairs) => pairs.map(([name, value]) => `${name}=${value}`).join('&'));
+
+describe('administration and audit parameters', () => {
+  let started: number;
+  it('takes the topology version', () => {
+    version = t.server.registry.view.version;
+    started = performance.now();
+  });
+
+  it('GET /api/v1/audit with odd filters', async () => {
+    const requests = fc.tuple(query(['namespace', 'action', 'decision', 'since', 'limit', 'cursor']), extraHeaders).map(([q, headers]): RawRequest => ({ method: 'GET', path: `/api/v1/audit?${q}`, headers }));
+    await assertAnswered(requests, 400, gets([
+      '/api/v1/audit?since=99999-01-01', '/api/v1/audit?since=-1e20', '/api/v1/audit?since=%2B200000-01-01', '/api/v1/audit?since=0000-12-31T23:59:59Z',
+      '/api/v1/audit?since=0001-01-01T00:00:00%2B01:00', '/api/v1/audit?since=-000001-01-01', '/api/v1/audit?action=%00', '/api/v1/audit?action=%ED%A0%80',
+      '/api/v1/audit?limit=1e400', '/api/v1/audit?cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTk5', '/api/v1/audit?namespace=%00',
+    ]));
+  });
+
+  it('API keys: odd ids, queries and bodies', async () => {
+    const requests = fc.oneof(
+      oddParameter.filter((id) => id !== '' && !id.includes('/')).map((id): RawRequest => ({ method: 'DELETE', path: `/api/v1/admin/keys/${id}` })),
+      query(['x', 'namespace', 'limit']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/admin/keys?${q}` })),
+      // Never a valid scope: a created key would turn authentication on for the rest of the file.
+      fc.record({ scope: oddJson.filter((scope) => !['admin', 'nodes:read', 'nodes:write'].includes(scope as string)), namespace: fc.option(oddJson, { nil: undefined }), name: fc.option(oddJson, { nil: undefined }) })
+        .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/admin/keys', body: JSON.stringify(body) })),
+      fc.record({ scope: fc.constant('admin'), name: unstorableText }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/admin/keys', body: JSON.stringify(body) })),
+    );
+    await assertAnswered(requests, 300, [
+      { method: 'DELETE', path: '/api/v1/admin/keys/a%00b' },
+      { method: 'DELETE', path: '/api/v1/admin/keys/%ED%A0%80' },
+      { method: 'POST', path: '/api/v1/admin/keys', body: '{"scope":"admin","name":"ops\\u0000"}' },
+    ]);
+  });
+
+  it('namespace policies and quotas: odd namespaces, versions and bodies', async () => {
+    const namespace = fc.oneof(fc.constantFrom('fz-ns', 'default'), oddParameter.filter((ns) => ns !== '' && !ns.includes('/') && ns !== '..'));
+    const requests = fc.oneof(
+      fc.tuple(namespace, fc.option(oddParameter, { nil: undefined })).map(([ns, v]): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/policy${v === undefined ? '' : `?version=${v}`}` })),
+      namespace.map((ns): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/policy/versions` })),
+      namespace.map((ns): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/quotas` })),
+      fc.tuple(namespace, fc.oneof(oddJson, fc.constantFrom('true', 'node.node_type == "x"', '1/0 == 1', 'node.labels.exists(l, l == "x")'))).map(([ns, expression]): RawRequest => ({ method: 'PUT', path: `/api/v1/namespaces/${ns === 'default' ? 'fz-ns' : ns}/policy`, body: JSON.stringify({ expression }) })),
+      fc.tuple(namespace, fc.record({ max_nodes: fc.option(oddJson, { nil: undefined }), max_nodes_per_type: fc.option(fc.oneof(oddJson, fc.dictionary(fc.oneof(fc.string({ maxLength: 5 }), unstorableText), oddJson, { maxKeys: 2 })), { nil: undefined }) }))
+        .map(([ns, body]): RawRequest => ({ method: 'PUT', path: `/api/v1/namespaces/${ns === 'default' ? 'fz-ns' : ns}/quotas`, body: JSON.stringify(body) })),
+    );
+    await assertAnswered(requests, 400);
+  });
+
+  it('identity: odd tokens, revocations and requests', async () => {
+    const requests = fc.oneof(
+      fc.record({ namespace: fc.option(oddJson, { nil: undefined }), node_type: fc.oneof(fc.constant('worker'), oddJson), ttl_seconds: fc.option(oddJson, { nil: undefined }), uses: fc.option(oddJson, { nil: undefined }) })
+        .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/tokens', body: JSON.stringify(body) })),
+      fc.record({ serial: fc.option(fc.oneof(oddJson, fc.constantFrom('ff', 'F'.repeat(64), '0')), { nil: undefined }), spiffe_id: fc.option(oddJson, { nil: undefined }), reason: fc.option(oddJson, { nil: undefined }) })
+        .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/revocations', body: JSON.stringify(body) })),
+      fc.record({ token: oddJson, csr: oddJson, node_id: fc.oneof(fc.constant('fz-id'), oddJson) }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid', body: JSON.stringify(body) })),
+      fc.record({ certificate: oddJson, csr: oddJson, proof: fc.option(oddJson, { nil: undefined }) }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid/renew', body: JSON.stringify(body) })),
+      query(['x']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/identity/revocations?${q}` })),
+    );
+    await assertAnswered(requests, 300);
+  });
+
+  it('topology, node and profile reads with odd parameters', async () => {
+    const id = oddParameter.filter((value) => value !== '' && !value.includes('/') && value !== '..').map((value) => `fzz-${value}`);
+    const requests = fc.oneof(
+      // Never a long wait: a well-formed request would otherwise block until its wait ends.
+      query(['since', 'limit', 'namespace']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/topology/changes?${q.includes('since=') ? q : `since=0&${q}`}&wait=0s` })),
+      query(['namespace']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/topology?${q}` })),
+      query(['namespace', 'role', 'label', 'status', 'node_type', 'capability', 'version', 'limit', 'cursor']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/nodes?${q}` })),
+      fc.tuple(id, query(['namespace'])).map(([nodeId, q]): RawRequest => ({ method: 'GET', path: `/api/v1/nodes/${nodeId}?${q}` })),
+      fc.tuple(id, query(['namespace', 'reason', 'incarnation'])).map(([nodeId, q]): RawRequest => ({ method: 'DELETE', path: `/api/v1/nodes/${nodeId}?${q}` })),
+      fc.tuple(id, query(['namespace'])).map(([role, q]): RawRequest => ({ method: 'GET', path: `/api/v1/profiles/${role}?${q}` })),
+      query(['namespace', 'node_type', 'role', 'label']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/sd/prometheus?${q}` })),
+    );
+    await assertAnswered(requests, 400);
+  });
+
+  it('Consul reads and writes with odd parameters', async () => {
+    const name = oddParameter.filter((value) => value !== '' && !value.includes('/') && value !== '..').map((value) => `fzz${value}`);
+    const requests = fc.oneof(
+      // Blocking queries wait 1 ms at most: a well-formed one would otherwise hold for minutes.
+      fc.tuple(name, query(['index', 'ns', 'passing', 'filter', 'tag', 'dc'])).map(([service, q]): RawRequest => ({ method: 'GET', path: `/v1/health/service/${service}?${q}&wait=1ms` })),
+      fc.tuple(name, query(['index', 'ns', 'tag', 'dc'])).map(([service, q]): RawRequest => ({ method: 'GET', path: `/v1/catalog/service/${service}?${q}&wait=1ms` })),
+      query(['ns', 'filter', 'dc']).map((q): RawRequest => ({ method: 'GET', path: `/v1/agent/services?${q}` })),
+      query(['index', 'ns', 'dc']).map((q): RawRequest => ({ method: 'GET', path: `/v1/catalog/services?${q}&wait=1ms` })),
+      fc.tuple(name, query(['ns'])).map(([id, q]): RawRequest => ({ method: 'PUT', path: `/v1/agent/service/deregister/${id}?${q}` })),
+      fc.tuple(fc.constantFrom('pass', 'warn', 'fail'), name, query(['note', 'ns'])).map(([action, id, q]): RawRequest => ({ method: 'PUT', path: `/v1/agent/check/${action}/${id}?${q}` })),
+    );
+    await assertAnswered(requests, 400);
+  });
+
+  it('answers /health afterwards', async (context) => {
+    context.diagnostic(`${requests} requests in all; the last describe took ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal((await json(`${t.url}/health`)).status, 200);
   });
 });

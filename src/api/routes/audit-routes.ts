@@ -30,10 +30,7 @@ export function auditRoutes(app: FastifyInstance, options: { audit: AuditLog }):
     if (decision !== undefined && !(AUDIT_DECISIONS as readonly string[]).includes(decision)) {
       throw new RollcallError('VALIDATION_FAILED', `Query parameter decision must be one of ${AUDIT_DECISIONS.join(', ')}.`, { details: { parameter: 'decision' } });
     }
-    const since = params.single(query, 'since');
-    if (since !== undefined && Number.isNaN(Date.parse(since))) {
-      throw new RollcallError('VALIDATION_FAILED', 'Query parameter since must be an ISO-8601 timestamp.', { details: { parameter: 'since' } });
-    }
+    const since = params.timestamp(query, 'since');
     const cursor = params.single(query, 'cursor');
     const limit = params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 });
     return options.audit.query({
@@ -41,7 +38,7 @@ export function auditRoutes(app: FastifyInstance, options: { audit: AuditLog }):
       ...(namespace === undefined ? {} : { namespace }),
       ...(action === undefined ? {} : { action }),
       ...(decision === undefined ? {} : { decision: decision as AuditDecision }),
-      ...(since === undefined ? {} : { since: new Date(since).toISOString() }),
+      ...(since === undefined ? {} : { since }),
       ...(cursor === undefined || cursor === '' ? {} : { cursor }),
     });
   });
