@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, killAllCli, runCli, spawnCli, type CliProcess } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, runCli, spawnCli, type CliProcess } from '../support/processes.js';
 
-const TEST_TIMEOUT = { timeout: 60_000 };
+const TEST_TIMEOUT = { timeout: 30_000 * PATIENCE };
 
 let db: TestDatabase | undefined;
 let tmp: string | undefined;
@@ -24,7 +24,7 @@ before(async () => {
   assert.equal(created.code, 0, created.stderr);
   key = created.stdout.trim();
   server = spawnCli(['serve', '--database-url', db.url, '--port', String(await freePort())]);
-  url = (await server.waitForLine('stderr', /^rollcall \S+ serving (http:\/\/\S+) /, 30_000))[1] as string;
+  url = (await server.waitForLine('stderr', /^rollcall \S+ serving (http:\/\/\S+) /, 20_000))[1] as string;
   // The registry requires a key now.
   assert.equal((await fetch(`${url}/api/v1/nodes`)).status, 401);
 });
@@ -99,7 +99,7 @@ describe('CLI authentication', () => {
       ['env', [], { ROLLCALL_URL: url, ROLLCALL_API_KEY: key }],
     ] as const) {
       const proc = spawnCli(['join', '--role', 'cli-auth', '--interval', '1', '--node-id-file', join(tmp, `${name}-node-id`), ...args], { env });
-      const nodeId = (await proc.waitForLine('stdout', /^joined \S+ as (\S+)$/, 20_000))[1] as string;
+      const nodeId = (await proc.waitForLine('stdout', /^joined \S+ as (\S+)$/, 10_000))[1] as string;
       assert.equal(await statusOf(nodeId), 'online');
       proc.kill('SIGTERM');
       assert.deepEqual(await proc.waitForExit(15_000), { code: 0, signal: null });
@@ -109,9 +109,9 @@ describe('CLI authentication', () => {
   });
 
   it('demo: runs a small fleet with a key; without one, exits with UNAUTHENTICATED', TEST_TIMEOUT, async () => {
-    const demo = await runCli(['demo', '--url', url, '--api-key', key, '--nodes', '2', '--interval', '1', '--duration', '2'], { timeoutMs: 30_000 });
+    const demo = await runCli(['demo', '--url', url, '--api-key', key, '--nodes', '2', '--interval', '1', '--duration', '2'], { timeoutMs: 15_000 });
     assert.equal(demo.code, 0, demo.stderr);
     assert.match(demo.stdout, /fleet up: \d+ nodes online/);
-    assertUnauthenticated(await runCli(['demo', '--url', url, '--nodes', '2', '--interval', '1', '--duration', '2'], { timeoutMs: 30_000 }));
+    assertUnauthenticated(await runCli(['demo', '--url', url, '--nodes', '2', '--interval', '1', '--duration', '2'], { timeoutMs: 15_000 }));
   });
 });

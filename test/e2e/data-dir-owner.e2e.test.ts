@@ -6,11 +6,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, killAllCli, runCli, spawnCli, type CliProcess } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, runCli, spawnCli, type CliProcess } from '../support/processes.js';
 
-// PGlite creating or reopening a folder is slow on a busy machine.
-const SERVE_START_MS = 180_000;
-const TEST_TIMEOUT = { timeout: 300_000 };
+// PGlite creating or reopening a folder takes a while (waits allow TEST_PATIENCE times this).
+const SERVE_START_MS = 45_000;
+const TEST_TIMEOUT = { timeout: 75_000 * PATIENCE };
 
 interface Server {
   proc: CliProcess;
@@ -47,7 +47,7 @@ function escaped(text: string): string {
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rollcall-owner-'));
   server = await serve();
-}, { timeout: SERVE_START_MS + 30_000 });
+}, { timeout: (SERVE_START_MS + 10_000) * PATIENCE });
 after(async () => {
   await killAllCli();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -58,7 +58,7 @@ let adminKey = '';
 describe('one owner per embedded data folder', () => {
   it('a second serve on the same folder refuses, naming the holder (PID, host, URL), and the first goes on serving', TEST_TIMEOUT, async () => {
     const first = running();
-    const second = await runCli(['serve', '--data-dir', dataDir(), '--port', String(await freePort())], { timeoutMs: 60_000 });
+    const second = await runCli(['serve', '--data-dir', dataDir(), '--port', String(await freePort())], { timeoutMs: 15_000 });
     assert.notEqual(second.code, 0, second.stderr);
     assert.equal(second.signal, null);
     assert.match(second.stderr, /DATA_DIR_LOCKED/);
@@ -74,7 +74,7 @@ describe('one owner per embedded data folder', () => {
 
   it('key create beside the running server goes through its API, and the server accepts the key at once', TEST_TIMEOUT, async () => {
     const { url, proc } = running();
-    const created = await runCli(['key', 'create', '--scope', 'admin', '--namespace', '*', '--name', 'ops', '--data-dir', dataDir()], { timeoutMs: 60_000 });
+    const created = await runCli(['key', 'create', '--scope', 'admin', '--namespace', '*', '--name', 'ops', '--data-dir', dataDir()], { timeoutMs: 15_000 });
     assert.equal(created.code, 0, created.stderr);
     adminKey = created.stdout.trim();
     assert.match(adminKey, /^rk_[0-9a-f]{16}_/);
@@ -84,23 +84,23 @@ describe('one owner per embedded data folder', () => {
     assert.match(created.stderr, new RegExp(`a server \\(pid ${proc.pid} on .*\\) owns .*: going through its API`));
 
     // The server now requires a key for its key API too: without one, a clear refusal saying how.
-    const refused = await runCli(['key', 'list', '--data-dir', dataDir()], { timeoutMs: 60_000 });
+    const refused = await runCli(['key', 'list', '--data-dir', dataDir()], { timeoutMs: 15_000 });
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /UNAUTHENTICATED/);
     assert.match(refused.stderr, /--api-key/);
     assert.match(refused.stderr, /stop it/);
 
-    const listed = await runCli(['key', 'list', '--json', '--data-dir', dataDir()], { env: { ROLLCALL_API_KEY: adminKey }, timeoutMs: 60_000 });
+    const listed = await runCli(['key', 'list', '--json', '--data-dir', dataDir()], { env: { ROLLCALL_API_KEY: adminKey }, timeoutMs: 15_000 });
     assert.equal(listed.code, 0, listed.stderr);
     const keys = JSON.parse(listed.stdout) as Array<{ id: string; name: string | null }>;
     assert.deepEqual(keys.map((key) => [key.id, key.name]), [[adminKey.split('_')[1], 'ops']]);
 
     // A second key through the API, then revoked through it: refused by the server at once.
-    const reader = await runCli(['key', 'create', '--scope', 'nodes:read', '--namespace', 'default', '--data-dir', dataDir(), '--api-key', adminKey], { timeoutMs: 60_000 });
+    const reader = await runCli(['key', 'create', '--scope', 'nodes:read', '--namespace', 'default', '--data-dir', dataDir(), '--api-key', adminKey], { timeoutMs: 15_000 });
     assert.equal(reader.code, 0, reader.stderr);
     const readerKey = reader.stdout.trim();
     assert.equal((await fetch(`${url}/api/v1/nodes`, { headers: { authorization: `Bearer ${readerKey}` } })).status, 200);
-    const revoked = await runCli(['key', 'revoke', readerKey.split('_')[1] as string, '--data-dir', dataDir(), '--api-key', adminKey], { timeoutMs: 60_000 });
+    const revoked = await runCli(['key', 'revoke', readerKey.split('_')[1] as string, '--data-dir', dataDir(), '--api-key', adminKey], { timeoutMs: 15_000 });
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal((await fetch(`${url}/api/v1/nodes`, { headers: { authorization: `Bearer ${readerKey}` } })).status, 401);
   });
@@ -140,7 +140,7 @@ describe('one owner per embedded data folder', () => {
 
     // Stopped, the server frees the folder: a CLI command then opens it directly.
     server.proc.kill('SIGTERM');
-    assert.deepEqual(await server.proc.waitForExit(60_000), { code: 0, signal: null });
+    assert.deepEqual(await server.proc.waitForExit(15_000), { code: 0, signal: null });
     await assert.rejects(readFile(join(dataDir(), 'rollcall.lock')), /ENOENT/);
     const direct = await runCli(['key', 'list', '--json', '--data-dir', dataDir()], { timeoutMs: SERVE_START_MS });
     assert.equal(direct.code, 0, direct.stderr);

@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { isRollcallError, type RollcallError } from '../../src/domain/errors.js';
 import { openStore } from '../../src/store/open-store.js';
 import { DataDirLock, LOCK_FILE, readDataDirHolder, type DataDirHolder } from '../../src/store/pglite/data-dir-lock.js';
+import { PATIENCE } from '../support/processes.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -113,7 +114,7 @@ describe('data folder lock', () => {
     await (await waiting).release();
   });
 
-  it('is taken by the embedded store for as long as it is open', { timeout: 240_000 }, async () => {
+  it('is taken by the embedded store for as long as it is open', { timeout: 60_000 * PATIENCE }, async () => {
     const dataDir = await folder();
     const store = await openStore({ kind: 'pglite', dataDir, command: 'test' });
     try {
