@@ -22,7 +22,7 @@ import { TopologyDiffRelay } from './projections/topology-diff-relay.js';
 import { ApiKeyRing } from './security/api-keys.js';
 import { loadCaFiles } from './security/ca.js';
 import { IdentityService } from './security/identity-service.js';
-import { openStore } from './store/open-store.js';
+import { isMemoryDataDir, lockDataDir, openStore } from './store/open-store.js';
 import { AuditLog } from './security/audit.js';
 import { NamespaceAdmission } from './security/policy.js';
 import { PACKAGE } from './version.js';
@@ -76,10 +76,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   // Read before anything opens: a bad TLS file stops the start with nothing to undo.
   const https = await loadTlsFiles(config);
   const storeTarget = config.databaseUrl ? redactUrl(config.databaseUrl) : `pglite:${config.dataDir}`;
+  // One process owns an embedded folder: a second server (or a CLI command) beside us would lose writes.
+  const folderLock = config.databaseUrl || isMemoryDataDir(config.dataDir)
+    ? undefined
+    : await lockDataDir(config.dataDir, { command: 'serve', hint: 'stop it, or serve another --data-dir' });
   const store = await openStore(
     config.databaseUrl
       ? { kind: 'postgres', url: config.databaseUrl, maxConnections: config.databasePoolSize, onError: (err) => logger.warn({ err }, 'database connection error') }
-      : { kind: 'pglite', dataDir: config.dataDir },
+      : { kind: 'pglite', dataDir: config.dataDir, ...(folderLock ? { lock: folderLock } : {}) },
   );
   const keys = new ApiKeyRing(store);
   try {
@@ -291,6 +295,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
   const publicHost = config.host === '0.0.0.0' || config.host === '::' ? hostname() : config.host;
   const url = `${https ? 'https' : 'http'}://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`;
+  // CLI commands on this folder find our API here (on loopback when we listen on every interface).
+  const localHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
+  await folderLock?.publishUrl(`${https ? 'https' : 'http'}://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`)
+    .catch((err: unknown) => logger.warn({ err }, 'could not write the server URL into the data folder lock'));
 
   // The registry is a node of its own registry.
   const self: Registration = {

@@ -10,6 +10,8 @@ import { RollcallClient } from '../client/rollcall-client.js';
 
 export interface DagiAgentOptions {
   registryUrl: string;
+  /** API key sent as `Authorization: Bearer` (scope nodes:write), once the registry requires one. */
+  apiKey?: string;
   role: string;
   labels: string[];
   namespace?: string;
@@ -72,7 +74,7 @@ export class DagiAgent {
   private starting: Promise<string> | null = null;
 
   constructor(private readonly options: DagiAgentOptions) {
-    this.client = new RollcallClient(options.registryUrl);
+    this.client = new RollcallClient(options.registryUrl, options.apiKey === undefined ? {} : { apiKey: options.apiKey });
   }
 
   get nodeId(): string | undefined {

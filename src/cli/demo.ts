@@ -6,6 +6,8 @@ import type { IntrospectionPayload } from '../domain/node.js';
 
 export interface DemoOptions {
   registryUrl: string;
+  /** API key (scope nodes:write in namespace demo, or wider), once the registry requires one. */
+  apiKey?: string;
   nodes: number;
   intervalSeconds: number;
   durationSeconds?: number;
@@ -49,12 +51,12 @@ function makeNode(index: number, ttlSeconds: number): SimNode {
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
-  const client = new RollcallClient(options.registryUrl);
+  const client = new RollcallClient(options.registryUrl, options.apiKey === undefined ? {} : { apiKey: options.apiKey });
   try {
     await client.health();
   } catch (error) {
     const detail = isRollcallError(error) ? error.message : String(error);
-    throw new Error(`${detail}\nStart a registry first, e.g. \`rollcall serve\`, or pass --registry-url.`);
+    throw new Error(`${detail}\nStart a registry first, e.g. \`rollcall serve\`, or pass --url.`);
   }
   const ttlSeconds = Math.max(3, options.intervalSeconds * 3);
   const fleet: SimNode[] = [];
@@ -68,7 +70,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   say(`registering ${options.nodes} simulated nodes in namespace "demo" at ${options.registryUrl}`);
   for (let i = 0; i < options.nodes; i += 1) await join();
   const start = await client.topology('demo');
-  say(`fleet up: ${start.count} nodes online, topology version ${start.version}. Watch: curl -N '${options.registryUrl}/api/v1/topology/stream?namespace=demo'`);
+  say(`fleet up: ${start.count} nodes online, topology version ${start.version}. Watch: curl -N${options.apiKey === undefined ? '' : ' -H "Authorization: Bearer $ROLLCALL_API_KEY"'} '${options.registryUrl}/api/v1/topology/stream?namespace=demo'`);
 
   let stopped = false;
   const heartbeats = setInterval(() => {

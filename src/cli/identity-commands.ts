@@ -1,11 +1,14 @@
 // `rollcall ca init|revoke` and `rollcall token create`: the built-in CA's files, and join tokens and
-// revocations written straight to the store `serve` uses (a running server also offers them over HTTP).
+// revocations written to the store `serve` uses, or through the API of the server that has the
+// embedded folder open (or of --url).
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { initCaFiles } from '../security/ca.js';
 import { revokeCertificate } from '../security/identity-service.js';
-import { createJoinToken, parseDurationSeconds } from '../security/join-tokens.js';
-import { configOf, withStore, withStoreOptions, type StoreOptions } from './store-access.js';
+import { createJoinToken, parseDurationSeconds, type CreatedJoinToken } from '../security/join-tokens.js';
+import type { CertificateRevocation } from '../store/store.js';
+import { callApi } from './api-access.js';
+import { configOf, withStoreOrServer, withStoreOptions, type StoreOptions } from './store-access.js';
 
 
 
@@ -52,11 +55,18 @@ export function caCommand(): Command {
       .option('--reason <reason>', 'why', 'unspecified')
       .option('--json', 'print JSON for scripts'),
   ).action(async (options: StoreOptions & { serial?: string; spiffeId?: string; reason: string; json?: boolean }) => {
-    const revocation = await withStore(options, (store) => revokeCertificate(store, {
-      ...(options.serial !== undefined ? { serial: options.serial } : {}),
-      ...(options.spiffeId !== undefined ? { spiffeId: options.spiffeId } : {}),
-      reason: options.reason,
-    }));
+    const revocation = await withStoreOrServer('ca revoke', options, {
+      store: (store) => revokeCertificate(store, {
+        ...(options.serial !== undefined ? { serial: options.serial } : {}),
+        ...(options.spiffeId !== undefined ? { spiffeId: options.spiffeId } : {}),
+        reason: options.reason,
+      }),
+      api: (server) => callApi<CertificateRevocation>(server, 'POST', '/api/v1/identity/revocations', {
+        ...(options.serial !== undefined ? { serial: options.serial } : {}),
+        ...(options.spiffeId !== undefined ? { spiffe_id: options.spiffeId } : {}),
+        reason: options.reason,
+      }),
+    });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(revocation, null, 2)}\n`);
       return;
@@ -78,7 +88,10 @@ export function tokenCommand(): Command {
       .option('--uses <count>', 'how many SVIDs it may be exchanged for', count, 1)
       .option('--json', 'print JSON for scripts'),
   ).action(async (options: StoreOptions & { namespace: string; nodeType: string; ttl: number; uses: number; json?: boolean }) => {
-    const created = await withStore(options, (store) => createJoinToken(store, { namespace: options.namespace, nodeType: options.nodeType, ttlSeconds: options.ttl, uses: options.uses }));
+    const created = await withStoreOrServer('token create', options, {
+      store: (store) => createJoinToken(store, { namespace: options.namespace, nodeType: options.nodeType, ttlSeconds: options.ttl, uses: options.uses }),
+      api: (server) => callApi<CreatedJoinToken>(server, 'POST', '/api/v1/identity/tokens', { namespace: options.namespace, node_type: options.nodeType, ttl_seconds: options.ttl, uses: options.uses }),
+    });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
       return;

@@ -10,14 +10,13 @@ import { DEFAULT_TOPIC_PREFIX } from '../domain/events.js';
 import { NODE_STATUSES, type NodeStatus } from '../domain/node.js';
 import { startServer } from '../server.js';
 import { PACKAGE } from '../version.js';
+import { serverOf, withServerOptions, type ServerAccess, type ServerOptions } from './api-access.js';
 import { runDemo } from './demo.js';
 import { caCommand, tokenCommand } from './identity-commands.js';
 import { keyCommand } from './key-command.js';
 import { policyCommand, quotaCommand } from './policy-command.js';
 import { KafkaJoin } from './kafka-join.js';
 import { renderTable } from './table.js';
-
-const DEFAULT_REGISTRY_URL = 'http://127.0.0.1:9205';
 
 function positiveNumber(value: string): number {
   const number = Number(value);
@@ -31,15 +30,15 @@ function port(value: string): number {
   return number;
 }
 
-function registryUrlOption(): Option {
-  return new Option('--registry-url <url>', 'registry to talk to').env('ROLLCALL_URL').default(DEFAULT_REGISTRY_URL);
+/** A client of the registry the options name, sending their API key. */
+function clientOf(server: ServerAccess): RollcallClient {
+  return new RollcallClient(server.url, server.apiKey ? { apiKey: server.apiKey } : {});
 }
 
 const JOIN_TRANSPORTS = ['http', 'kafka'] as const;
 
-interface JoinOptions {
+interface JoinOptions extends ServerOptions {
   transport: (typeof JOIN_TRANSPORTS)[number];
-  registryUrl: string;
   brokers: string;
   topicPrefix: string;
   nodeType?: string;
@@ -183,10 +182,9 @@ export function buildProgram(): Command {
   program.addCommand(policyCommand());
   program.addCommand(quotaCommand());
 
-  program
+  withServerOptions(program
     .command('nodes')
-    .description('List nodes')
-    .addOption(registryUrlOption())
+    .description('List nodes'))
     .option('--role <role>', 'only this role')
     .option('--label <labels>', 'only nodes with all these labels (comma-separated)')
     .option('--status <statuses>', `only these statuses (${NODE_STATUSES.join(', ')})`)
@@ -196,8 +194,8 @@ export function buildProgram(): Command {
     .option('--capability <json>', 'capabilities containing this JSON, e.g. \'{"gpu":true}\'')
     .option('--version-range <range>', 'node versions in this semver range, e.g. ">=1.2.0"')
     .option('--json', 'print JSON for scripts')
-    .action(async (options: { registryUrl: string; role?: string; label?: string; status?: string; type?: string; namespace?: string; allNamespaces?: boolean; capability?: string; versionRange?: string; json?: boolean }) => {
-      const client = new RollcallClient(options.registryUrl);
+    .action(async (options: ServerOptions & { role?: string; label?: string; status?: string; type?: string; namespace?: string; allNamespaces?: boolean; capability?: string; versionRange?: string; json?: boolean }) => {
+      const client = clientOf(serverOf(options));
       let capability: Record<string, never> | undefined;
       if (options.capability !== undefined) {
         try {
@@ -223,14 +221,13 @@ export function buildProgram(): Command {
       process.stdout.write(`${nodes.length} node${nodes.length === 1 ? '' : 's'}\n`);
     });
 
-  program
+  withServerOptions(program
     .command('node <node_id>')
-    .description('Show one node')
-    .addOption(registryUrlOption())
+    .description('Show one node'))
     .option('--namespace <namespace>', 'namespace of the node')
     .option('--json', 'print JSON for scripts')
-    .action(async (nodeId: string, options: { registryUrl: string; namespace?: string; json?: boolean }) => {
-      const node = await new RollcallClient(options.registryUrl).getNode(nodeId, options.namespace);
+    .action(async (nodeId: string, options: ServerOptions & { namespace?: string; json?: boolean }) => {
+      const node = await clientOf(serverOf(options)).getNode(nodeId, options.namespace);
       if (options.json) {
         process.stdout.write(`${JSON.stringify(node, null, 2)}\n`);
         return;
@@ -246,22 +243,20 @@ export function buildProgram(): Command {
       process.stdout.write(renderTable(['FIELD', 'VALUE'], rows));
     });
 
-  program
+  withServerOptions(program
     .command('deregister <node_id>')
-    .description('Remove a node now (tombstone)')
-    .addOption(registryUrlOption())
+    .description('Remove a node now (tombstone)'))
     .option('--namespace <namespace>', 'namespace of the node')
     .option('--reason <reason>', 'removal reason', 'manual_deregistration')
-    .action(async (nodeId: string, options: { registryUrl: string; namespace?: string; reason: string }) => {
-      const result = await new RollcallClient(options.registryUrl).deregister(nodeId, { reason: options.reason, ...(options.namespace ? { namespace: options.namespace } : {}) });
+    .action(async (nodeId: string, options: ServerOptions & { namespace?: string; reason: string }) => {
+      const result = await clientOf(serverOf(options)).deregister(nodeId, { reason: options.reason, ...(options.namespace ? { namespace: options.namespace } : {}) });
       process.stdout.write(`${nodeId}: ${result.status}${result.changed ? '' : ' (already)'}\n`);
     });
 
-  program
+  withServerOptions(program
     .command('join')
     .description('Register this machine as a node, heartbeat until stopped, leave with a tombstone')
-    .addOption(new Option('--transport <transport>', 'how to reach the registry: its HTTP API, or the Kafka event plane').choices(JOIN_TRANSPORTS).default('http'))
-    .addOption(registryUrlOption())
+    .addOption(new Option('--transport <transport>', 'how to reach the registry: its HTTP API (--url, --api-key), or the Kafka event plane').choices(JOIN_TRANSPORTS).default('http')))
     .addOption(new Option('--brokers <list>', 'Kafka bootstrap servers, comma-separated (kafka transport)').env('KAFKA_BROKER_URL').default('127.0.0.1:9092'))
     .addOption(new Option('--topic-prefix <prefix>', 'prefix of the event topics (kafka transport)').env('ROLLCALL_KAFKA_TOPIC_PREFIX').default(defaultTopicPrefix()).argParser(topicPrefix))
     .option('--node-type <type>', 'node_type to announce (kafka transport; default: the role)')
@@ -284,14 +279,16 @@ export function buildProgram(): Command {
       if (options.capabilitiesFile !== undefined) throw new InvalidArgumentError('--capabilities-file needs --transport kafka');
       if (options.namespaceTopics === true) throw new InvalidArgumentError('--namespace-topics needs --transport kafka');
       const logger = createLogger(options.logLevel);
+      const server = serverOf(options);
       const agent = new DagiAgent({
-        registryUrl: options.registryUrl,
+        registryUrl: server.url,
+        ...(server.apiKey ? { apiKey: server.apiKey } : {}),
         ...nodeOptionsOf(options, logger),
       });
       untilSignal(async () => agent.stop('graceful_shutdown'));
       try {
         const nodeId = await agent.start();
-        process.stdout.write(`joined ${options.registryUrl} as ${nodeId}\n`);
+        process.stdout.write(`joined ${server.url} as ${nodeId}\n`);
       } catch (error) {
         // Stopped while registering: the signal handler sends the tombstone and exits.
         if (isRollcallError(error) && error.code === 'SHUTTING_DOWN') return;
@@ -299,15 +296,15 @@ export function buildProgram(): Command {
       }
     });
 
-  program
+  withServerOptions(program
     .command('demo')
-    .description('Start a simulated fleet against a registry, so you can watch rollcall at work')
-    .addOption(registryUrlOption())
+    .description('Start a simulated fleet against a registry, so you can watch rollcall at work'))
     .option('--nodes <count>', 'fleet size', positiveNumber, 20)
     .option('--interval <seconds>', 'heartbeat interval of each simulated node', positiveNumber, 5)
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)', positiveNumber)
-    .action(async (options: { registryUrl: string; nodes: number; interval: number; duration?: number }) => {
-      await runDemo({ registryUrl: options.registryUrl, nodes: Math.round(options.nodes), intervalSeconds: options.interval, ...(options.duration ? { durationSeconds: options.duration } : {}) });
+    .action(async (options: ServerOptions & { nodes: number; interval: number; duration?: number }) => {
+      const server = serverOf(options);
+      await runDemo({ registryUrl: server.url, ...(server.apiKey ? { apiKey: server.apiKey } : {}), nodes: Math.round(options.nodes), intervalSeconds: options.interval, ...(options.duration ? { durationSeconds: options.duration } : {}) });
     });
 
   return program;
@@ -318,7 +315,11 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (error) {
     const message = isRollcallError(error) ? `${error.code}: ${error.message}` : (error as Error).message;
-    process.stderr.write(`rollcall: ${message}\n`);
+    // A refused credential: say how to send one (not when the message already names the remedy).
+    const hint = isRollcallError(error) && error.code === 'UNAUTHENTICATED' && !error.message.includes('--api-key')
+      ? '\nrollcall: pass an API key with --api-key or ROLLCALL_API_KEY.'
+      : '';
+    process.stderr.write(`rollcall: ${message}${hint}\n`);
     process.exitCode = 1;
   }
 }

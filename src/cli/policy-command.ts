@@ -1,46 +1,18 @@
 // `rollcall policy set|get|versions` and `rollcall quota set|get`: namespace administration through
 // the registry's API, so the registry validates, versions and audits every change.
 import { readFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { ERROR_CODES, RollcallError, type ErrorCode } from '../domain/errors.js';
+import { Command, InvalidArgumentError } from 'commander';
+import { callApi, serverOf, withServerOptions, type ServerOptions } from './api-access.js';
 import { renderTable } from './table.js';
 
-interface ApiOptions {
-  registryUrl: string;
-  apiKey?: string;
-}
+type ApiOptions = ServerOptions;
 
 function withApiOptions(command: Command): Command {
-  return command
-    .addOption(new Option('--registry-url <url>', 'registry to talk to').env('ROLLCALL_URL').default('http://127.0.0.1:9205'))
-    .addOption(new Option('--api-key <key>', 'admin API key, when the registry requires one').env('ROLLCALL_API_KEY'));
+  return withServerOptions(command);
 }
 
-async function call<T>(options: ApiOptions, method: string, path: string, body?: unknown): Promise<T> {
-  const url = `${options.registryUrl.replace(/\/+$/, '')}${path}`;
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method,
-      headers: {
-        accept: 'application/json',
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (cause) {
-    throw new RollcallError('REGISTRY_UNAVAILABLE', `Cannot reach the registry at ${options.registryUrl}: ${(cause as Error).message}`, { cause });
-  }
-  const text = await response.text();
-  const parsed = (text.length > 0 ? JSON.parse(text) : null) as unknown;
-  if (!response.ok) {
-    const problem = (parsed ?? {}) as { code?: string; detail?: string };
-    const code: ErrorCode = problem.code !== undefined && problem.code in ERROR_CODES ? (problem.code as ErrorCode) : 'INTERNAL';
-    throw new RollcallError(code, problem.detail ?? `${method} ${path} answered ${response.status}`);
-  }
-  return parsed as T;
+function call<T>(options: ApiOptions, method: string, path: string, body?: unknown): Promise<T> {
+  return callApi<T>(serverOf(options), method, path, body);
 }
 
 function nonNegativeInteger(value: string): number {

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   /** Atomic Consul mode: Consul refused the write or its circuit is open; nothing was written. */
   CONSUL_UNAVAILABLE: 503,
   CONFIG_INVALID: 500,
+  /** Another process (a server, or a CLI command) has the embedded data folder open. */
+  DATA_DIR_LOCKED: 409,
   INTERNAL: 500,
   /** No credential, or an unknown, revoked or invalid one. */
   UNAUTHENTICATED: 401,

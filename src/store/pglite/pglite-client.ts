@@ -1,16 +1,23 @@
 // SqlClient over PGlite, the embedded PostgreSQL: one in-process database, kept in a folder.
 import { PGlite } from '@electric-sql/pglite';
 import type { QueryResult, SqlClient, SqlExecutor } from '../sql-client.js';
+import type { DataDirLock } from './data-dir-lock.js';
 
 export class PgliteClient implements SqlClient {
   readonly dialect = 'pglite' as const;
-  private constructor(private readonly db: PGlite) {}
+  private constructor(
+    private readonly db: PGlite,
+    private readonly lock: DataDirLock | null,
+  ) {}
 
-  /** Opens (creating when absent) the database in `dataDir`; in memory when it is undefined. */
-  static async open(dataDir: string | undefined): Promise<PgliteClient> {
+  /**
+   * Opens (creating when absent) the database in `dataDir`, whose lock the caller holds (see
+   * open-store.ts); in memory when it is undefined. The client releases the lock when it closes.
+   */
+  static async open(dataDir: string | undefined, lock: DataDirLock | null = null): Promise<PgliteClient> {
     const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
     await db.waitReady;
-    return new PgliteClient(db);
+    return new PgliteClient(db, lock);
   }
 
   async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
@@ -44,6 +51,10 @@ export class PgliteClient implements SqlClient {
   }
 
   async close(): Promise<void> {
-    if (!this.db.closed) await this.db.close();
+    try {
+      if (!this.db.closed) await this.db.close();
+    } finally {
+      await this.lock?.release();
+    }
   }
 }
