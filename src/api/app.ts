@@ -46,6 +46,8 @@ export interface AppOptions {
   consulApi?: { reapIntervalMs: number; deregisterCriticalMinMs: number };
   /** PEM certificate and key: served over HTTPS only (tlsCertFile, tlsKeyFile). */
   https?: { cert: Buffer; key: Buffer };
+  /** An event stream this many bytes behind its reader is closed (sseMaxBufferBytes); default 4 MiB. */
+  sseMaxBufferBytes?: number;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -99,7 +101,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
   nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
   eventRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
-  topologyRoutes(app, options.registry);
+  topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
   await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...options.consulApi });
   sdRoutes(app, { registry: options.registry });
   identityRoutes(app, { identity: options.identity ?? null, defaultNamespace: options.defaultNamespace, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
