@@ -8,7 +8,7 @@ import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
 import { installAuth, type AuthOptions } from './auth.js';
 import { apiKeyRoutes } from './routes/api-key-routes.js';
-import { installProblemHandlers, sendFrameworkProblem } from './problem.js';
+import { installProblemHandlers, sendClientErrorProblem, sendFrameworkProblem } from './problem.js';
 import { consulRoutes } from './routes/consul-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { identityRoutes } from './routes/identity-routes.js';
@@ -46,11 +46,21 @@ export interface AppOptions {
   consulApi?: { reapIntervalMs: number; deregisterCriticalMinMs: number };
   /** PEM certificate and key: served over HTTPS only (tlsCertFile, tlsKeyFile). */
   https?: { cert: Buffer; key: Buffer };
+  /** A request's headers and body must have arrived this long after it began (requestTimeoutMs); default 30 s. */
+  requestTimeoutMs?: number;
   /** An event stream this many bytes behind its reader is closed (sseMaxBufferBytes); default 4 MiB. */
   sseMaxBufferBytes?: number;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  // Node cuts a request that has not fully arrived in time (slow senders: 408), checked this often;
+  // only receiving counts, so long-polls and event streams may answer for longer.
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  const requestTimeouts = {
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeoutMs / 4))),
+  };
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'api' }),
     // Per-request lines at tens of thousands of heartbeats a second would cost more than the work.
@@ -65,10 +75,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false },
     },
     forceCloseConnections: 'idle',
+    requestTimeout: requestTimeoutMs,
+    http: requestTimeouts,
+    clientErrorHandler: sendClientErrorProblem,
     frameworkErrors: sendFrameworkProblem,
     // With client certificates (mTLS) every certificate is let through the handshake and judged per
     // request by the auth layer, so a bad one gets a 401 problem document rather than a reset.
-    ...(options.https ? { https: options.auth?.clientCertificates ? { ...options.https, requestCert: true, rejectUnauthorized: false } : options.https } : {}),
+    ...(options.https ? { https: { ...options.https, ...requestTimeouts, ...(options.auth?.clientCertificates ? { requestCert: true, rejectUnauthorized: false } : {}) } } : {}),
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
