@@ -52,6 +52,14 @@ export interface AppOptions {
   sseMaxBufferBytes?: number;
 }
 
+/**
+ * After `close()` begins, how long open connections get to finish their answers (watchers are answered
+ * at once) before they are cut: a stop never waits on a client.
+ */
+const CLOSE_GRACE_MS = 5_000;
+/** How often, while closing, connections whose last answer has gone out are closed. */
+const CLOSE_REAP_INTERVAL_MS = 100;
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Node cuts a request that has not fully arrived in time (slow senders: 408), checked this often;
   // only receiving counts, so long-polls and event streams may answer for longer.
@@ -85,6 +93,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
+  closeConnectionsOnClose(app);
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
   await app.register(swagger, {
@@ -124,4 +133,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;
+}
+
+/**
+ * Node's server.close() closes the connections idle at that moment; one that finishes its answer
+ * later (a watcher answered at shutdown, a write under way) would stay open until keepAliveTimeout
+ * (72 s) and hold the close. While closing, such connections are closed as they go idle, and after
+ * CLOSE_GRACE_MS whatever is left is cut.
+ */
+function closeConnectionsOnClose(app: FastifyInstance): void {
+  app.addHook('preClose', (done) => {
+    const server = app.server;
+    const reaper = setInterval(() => server.closeIdleConnections(), CLOSE_REAP_INTERVAL_MS).unref();
+    const deadline = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+    server.once('close', () => {
+      clearInterval(reaper);
+      clearTimeout(deadline);
+    });
+    done();
+  });
 }
