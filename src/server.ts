@@ -243,6 +243,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     identity,
     introspectionVerifier: verifier,
     consulApi: { reapIntervalMs: config.consulApiReapIntervalMs, deregisterCriticalMinMs: config.consulApiDeregisterMinMs },
+    requestTimeoutMs: config.requestTimeoutMs,
+    sseMaxBufferBytes: config.sseMaxBufferBytes,
     ...(https ? { https } : {}),
     auth: {
       keys,

@@ -8,7 +8,7 @@ import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
 import { installAuth, type AuthOptions } from './auth.js';
 import { apiKeyRoutes } from './routes/api-key-routes.js';
-import { installProblemHandlers, sendFrameworkProblem } from './problem.js';
+import { installProblemHandlers, sendClientErrorProblem, sendFrameworkProblem } from './problem.js';
 import { installUnstorableTextCheck } from './unstorable-text-check.js';
 import { consulRoutes } from './routes/consul-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
@@ -47,9 +47,29 @@ export interface AppOptions {
   consulApi?: { reapIntervalMs: number; deregisterCriticalMinMs: number };
   /** PEM certificate and key: served over HTTPS only (tlsCertFile, tlsKeyFile). */
   https?: { cert: Buffer; key: Buffer };
+  /** A request's headers and body must have arrived this long after it began (requestTimeoutMs); default 30 s. */
+  requestTimeoutMs?: number;
+  /** An event stream this many bytes behind its reader is closed (sseMaxBufferBytes); default 4 MiB. */
+  sseMaxBufferBytes?: number;
 }
 
+/**
+ * After `close()` begins, how long open connections get to finish their answers (watchers are answered
+ * at once) before they are cut: a stop never waits on a client.
+ */
+const CLOSE_GRACE_MS = 5_000;
+/** How often, while closing, connections whose last answer has gone out are closed. */
+const CLOSE_REAP_INTERVAL_MS = 100;
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  // Node cuts a request that has not fully arrived in time (slow senders: 408), checked this often;
+  // only receiving counts, so long-polls and event streams may answer for longer.
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  const requestTimeouts = {
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeoutMs / 4))),
+  };
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'api' }),
     // Per-request lines at tens of thousands of heartbeats a second would cost more than the work.
@@ -64,16 +84,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false },
     },
     forceCloseConnections: 'idle',
+    requestTimeout: requestTimeoutMs,
+    http: requestTimeouts,
+    clientErrorHandler: sendClientErrorProblem,
     frameworkErrors: sendFrameworkProblem,
     // With client certificates (mTLS) every certificate is let through the handshake and judged per
     // request by the auth layer, so a bad one gets a 401 problem document rather than a reset.
-    ...(options.https ? { https: options.auth?.clientCertificates ? { ...options.https, requestCert: true, rejectUnauthorized: false } : options.https } : {}),
+    ...(options.https ? { https: { ...options.https, ...requestTimeouts, ...(options.auth?.clientCertificates ? { requestCert: true, rejectUnauthorized: false } : {}) } } : {}),
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
   // First of the preValidation hooks: neither auth (which may audit what a request names) nor a
   // route sees text the store cannot hold.
   installUnstorableTextCheck(app);
+  closeConnectionsOnClose(app);
   // JSON only: a text body is refused with 415 rather than read as a string.
   app.removeContentTypeParser('text/plain');
   await app.register(swagger, {
@@ -103,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
   nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
   eventRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
-  topologyRoutes(app, options.registry);
+  topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
   await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...options.consulApi });
   sdRoutes(app, { registry: options.registry });
   identityRoutes(app, { identity: options.identity ?? null, defaultNamespace: options.defaultNamespace, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
@@ -113,4 +137,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;
+}
+
+/**
+ * Node's server.close() closes the connections idle at that moment; one that finishes its answer
+ * later (a watcher answered at shutdown, a write under way) would stay open until keepAliveTimeout
+ * (72 s) and hold the close. While closing, such connections are closed as they go idle, and after
+ * CLOSE_GRACE_MS whatever is left is cut.
+ */
+function closeConnectionsOnClose(app: FastifyInstance): void {
+  app.addHook('preClose', (done) => {
+    const server = app.server;
+    const reaper = setInterval(() => server.closeIdleConnections(), CLOSE_REAP_INTERVAL_MS).unref();
+    const deadline = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+    server.once('close', () => {
+      clearInterval(reaper);
+      clearTimeout(deadline);
+    });
+    done();
+  });
 }

@@ -1,4 +1,6 @@
 // Maps every failure to an application/problem+json document (RFC 9457) with a stable code.
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RollcallError, isRollcallError, type ErrorCode } from '../domain/errors.js';
 
@@ -17,6 +19,7 @@ export interface Problem {
 const TITLES: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request is not valid',
   MALFORMED_JSON: 'The body is not valid JSON',
+  REQUEST_TIMEOUT: 'The request took too long to arrive',
   PAYLOAD_TOO_LARGE: 'The body is too large',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported content type',
   NODE_NOT_FOUND: 'No such node',
@@ -107,6 +110,27 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, error:
 /** Fastify's `frameworkErrors` option: errors raised while routing (a bad URL encoding, an over-long parameter) as problems too. */
 export function sendFrameworkProblem(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   void sendProblem(reply, request, toRollcallError(error));
+}
+
+/**
+ * Fastify's `clientErrorHandler`, for what fails before a request reaches a route: a request whose
+ * headers and body did not arrive within requestTimeoutMs gets a 408 problem document; malformed
+ * HTTP gets Node's own bare 400 (431 for oversized headers). The connection is closed either way.
+ */
+export function sendClientErrorProblem(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // A response already under way cannot be replaced by another.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && inFlight?.headersSent !== true) {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      const body = JSON.stringify(problemOf(new RollcallError('REQUEST_TIMEOUT', 'The request\'s headers and body did not arrive in time; the connection is closed.'), ''));
+      socket.write(`HTTP/1.1 408 ${STATUS_CODES[408]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    } else {
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+    }
+  }
+  socket.destroy(error);
 }
 
 export function installProblemHandlers(app: FastifyInstance): void {

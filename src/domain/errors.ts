@@ -3,6 +3,8 @@
 export const ERROR_CODES = {
   VALIDATION_FAILED: 400,
   MALFORMED_JSON: 400,
+  /** The request's headers and body did not arrive within requestTimeoutMs; the connection is closed. */
+  REQUEST_TIMEOUT: 408,
   MALFORMED_EVENT: 400,
   UNKNOWN_EVENT_TYPE: 400,
   EVENT_TOO_LARGE: 413,

@@ -285,6 +285,11 @@ export class LiveView {
     return () => this.events.off('change', listener);
   }
 
+  /** Listeners on the view's changes, versions and purges (watchers, indexes, relays): one left behind shows here. */
+  get listenerCount(): number {
+    return this.events.listenerCount('change') + this.events.listenerCount('version') + this.events.listenerCount('purge');
+  }
+
   /** Calls `listener` with every version the view moves to; returns an unsubscribe function. */
   onVersion(listener: (version: number) => void): () => void {
     this.events.on('version', listener);
