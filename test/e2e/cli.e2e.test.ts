@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, killAllCli, pollUntil, runCli, spawnCli, type CliProcess } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, pollUntil, runCli, spawnCli, type CliProcess } from '../support/processes.js';
 
 /** A node as GET /api/v1/nodes shows it (the fields these tests read). */
 interface ApiNode {
@@ -40,7 +40,7 @@ interface Server {
 }
 
 const SERVE_ENV = { ROLLCALL_SWEEP_INTERVAL_MS: '200', ROLLCALL_HEARTBEAT_FLUSH_MS: '100' };
-const TEST_TIMEOUT = { timeout: 30_000 };
+const TEST_TIMEOUT = { timeout: 30_000 * PATIENCE };
 
 let db: TestDatabase | undefined;
 let tmp: string | undefined;

@@ -15,9 +15,9 @@ import type { NodeRecord, TopologyChange } from '../../src/domain/node.js';
 import { KAFKA_BROKERS, requireKafka, testName, testTopicPrefix } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, killAllCli, pollUntil, runCli, spawnCli, waitFor, type CliProcess } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, pollUntil, runCli, spawnCli, waitFor, type CliProcess } from '../support/processes.js';
 
-const TEST_TIMEOUT = { timeout: 30_000 };
+const TEST_TIMEOUT = { timeout: 30_000 * PATIENCE };
 
 interface Server {
   proc: CliProcess;

@@ -12,7 +12,7 @@ import type { NodeRecord, TopologyChange } from '../../src/domain/node.js';
 import { KAFKA_BROKERS, requireKafka, testName, testTopicPrefix } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, killAllCli, pollUntil, spawnCli, type CliProcess } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, pollUntil, spawnCli, type CliProcess } from '../support/processes.js';
 
 const TOTAL = 3000;
 const CHUNK = 250;
@@ -147,7 +147,7 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
     await bus.connect();
   });
 
-  it('after a restart on the same database every produced announcement is one node with one added change', { timeout: 50_000 }, async (t) => {
+  it('after a restart on the same database every produced announcement is one node with one added change', { timeout: 50_000 * PATIENCE }, async (t) => {
     const first = await serve();
     const producer = bus as KafkaBus;
     // Only the registry's own node lives in the default namespace: the snapshot stays small while the version moves.
@@ -195,7 +195,7 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
     t.diagnostic(`${await unchangedRegistrations(restarted)} announcements replayed after the restart were already written`);
   });
 
-  it('replaying the whole topic again (offsets reset to the start) adds no change either', { timeout: 30_000 }, async () => {
+  it('replaying the whole topic again (offsets reset to the start) adds no change either', { timeout: 30_000 * PATIENCE }, async () => {
     assert.ok(second, 'the registry was restarted');
     second.proc.kill('SIGTERM');
     assert.deepEqual(await second.proc.waitForExit(), { code: 0, signal: null });
