@@ -3,6 +3,7 @@
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject, JsonValue } from '../domain/json.js';
 import { DEFAULT_NAMESPACE, type HealthStatus, type NodeRecord, type Registration } from '../domain/node.js';
+import { announcedAddress, nodeHost } from '../domain/node-address.js';
 import { LABEL_PATTERN, LIMITS, NODE_ID_PATTERN, NODE_TYPE_PATTERN } from '../domain/schemas.js';
 
 export const CHECK_STATUSES = ['passing', 'warning', 'critical'] as const;
@@ -296,24 +297,6 @@ export function statusOf(node: NodeRecord): CheckStatus {
   return node.health_status === 'degraded' ? 'warning' : 'passing';
 }
 
-function endpointUrl(node: NodeRecord): URL | null {
-  const preferred = ['service', 'api', 'http', 'https', 'grpc'];
-  const keys = [...preferred.filter((key) => key in node.endpoints), ...Object.keys(node.endpoints).filter((key) => !preferred.includes(key))];
-  for (const key of keys) {
-    const value = node.endpoints[key];
-    if (typeof value !== 'string') continue;
-    try {
-      const url = new URL(value);
-      if (url.hostname !== '') return url;
-    } catch {
-      // Not a URL: try the next endpoint.
-    }
-  }
-  return null;
-}
-
-const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 };
-
 /** The Consul view of one node: which agent node it sits on, its service and its checks. */
 export interface ConsulInstance {
   node: string;
@@ -331,9 +314,9 @@ export interface ConsulInstance {
 
 export function instanceOf(node: NodeRecord): ConsulInstance {
   const consul = consulMetadataOf(node);
-  const url = endpointUrl(node);
-  const hostFromUrl = url ? url.hostname.replace(/^\[(.*)\]$/, '$1') : null;
-  const nodeAddress = node.ip ?? hostFromUrl ?? node.hostname ?? '127.0.0.1';
+  // Address and port by the one rule (domain/node-address.ts), as DNS, Prometheus SD and the Consul sink tell them.
+  const service = announcedAddress(node);
+  const nodeAddress = nodeHost(node) ?? '127.0.0.1';
   if (consul) {
     return {
       node: consul.agent,
@@ -342,8 +325,9 @@ export function instanceOf(node: NodeRecord): ConsulInstance {
       service: consul.service,
       tags: consul.tags,
       meta: consul.meta,
-      address: consul.address,
-      port: consul.port,
+      // An empty Address stays empty, as in Consul: the service is at its node's address.
+      address: consul.address === '' ? '' : service.host,
+      port: service.port,
       status: statusOf(node),
       checks: consul.checks,
       record: node,
@@ -358,8 +342,8 @@ export function instanceOf(node: NodeRecord): ConsulInstance {
     service: node.node_type,
     tags: node.labels,
     meta,
-    address: hostFromUrl ?? node.ip ?? node.hostname ?? '',
-    port: url ? Number(url.port || DEFAULT_PORTS[url.protocol] || 0) : 0,
+    address: service.host,
+    port: service.port,
     status: statusOf(node),
     checks: [{ CheckID: `service:${node.node_id}`, Name: `Service '${node.node_type}' lease`, Type: 'ttl', TTL: `${Math.round(node.lease_ttl_ms / 1000)}s` }],
     record: node,

@@ -78,7 +78,7 @@ export function sdRoutes(app: FastifyInstance, options: SdRouteOptions): void {
       tags: ['discovery'],
       summary: 'Prometheus HTTP service discovery: one target group per online node with a scrape target.',
       description:
-        'Targets come from the node\'s `metrics` URL (host:port, `__scheme__`, `__metrics_path__`, `__param_*`), else its `health` or `api` URL, else ip/hostname with a `metrics_port` or `port` field. ' +
+        'Targets come from the node\'s `metrics` URL (host:port, `__scheme__`, `__metrics_path__`, `__param_*`), else its declared `service` address (a Consul registration\'s Address:Port), else its `health`, `api`, `http`, `https` or `url` URL, else ip/hostname with a `metrics_port` or `port` field. ' +
         'Labels: `__meta_rollcall_{namespace,node_id,node_type,version,role,labels,node_name,hostname,ip,health_status,target_source}` and `__meta_rollcall_metadata_<key>`; `__meta_rollcall_labels` is comma-joined with a leading and trailing comma.',
       querystring: SdQuery,
     },

@@ -1,7 +1,8 @@
 // How a rollcall node becomes a Consul service registration (the seeds' mapping): name from a
-// template, ID from node_id (scoped by namespace), address and port from the node's endpoints, tags,
+// template, ID from node_id (scoped by namespace), address and port by the one address rule, tags,
 // bounded meta, check; and how a service found in Consul maps back to its namespace and node.
 import type { JsonObject } from '../../domain/json.js';
+import { announcedAddress } from '../../domain/node-address.js';
 import { DEFAULT_NAMESPACE, type Registration } from '../../domain/node.js';
 import { NAMESPACE_PATTERN } from '../../domain/schemas.js';
 import type { ConsulAgentService, ConsulServiceRegistration } from './consul-client.js';
@@ -129,39 +130,10 @@ export function serviceNameOf(node: ServiceSource, template: string): string {
   return name === '' ? 'node' : name.slice(0, 63);
 }
 
-const ADDRESS_KEYS = ['api', 'http', 'https', 'service', 'url', 'grpc', 'health'];
-
-function urlsOf(endpoints: JsonObject): Array<[string, URL]> {
-  const found: Array<[string, URL]> = [];
-  for (const [key, value] of Object.entries(endpoints)) {
-    if (typeof value !== 'string') continue;
-    try {
-      const url = new URL(value);
-      if (url.hostname !== '') found.push([key, url]);
-    } catch {
-      // Not a URL (a topic name, a path): not an address.
-    }
-  }
-  const rank = (key: string): number => {
-    const index = ADDRESS_KEYS.indexOf(key);
-    return index < 0 ? ADDRESS_KEYS.length : index;
-  };
-  return found.sort((a, b) => rank(a[0]) - rank(b[0]));
-}
-
-const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443, 'grpc:': 50051, 'grpcs:': 443, 'ws:': 80, 'wss:': 443 };
-
-/** Address and port from the node's endpoints (api first), else its ip or hostname and port 0. */
+/** Address and port by the one rule (domain/node-address.ts), as DNS, Prometheus SD and the Consul API tell them. */
 export function addressOf(node: ServiceSource): { address: string; port: number } {
-  const first = urlsOf(node.endpoints)[0];
-  if (first) {
-    const url = first[1];
-    let host = url.hostname.replace(/^\[|\]$/g, '');
-    if (host === '0.0.0.0' || host === '::') host = node.ip ?? node.hostname ?? host;
-    const port = url.port === '' ? (DEFAULT_PORTS[url.protocol] ?? 0) : Number(url.port);
-    return { address: host, port };
-  }
-  return { address: node.ip ?? node.hostname ?? '', port: 0 };
+  const { host, port } = announcedAddress(node);
+  return { address: host, port };
 }
 
 /** The node's health endpoint as a URL, when it has one. */
