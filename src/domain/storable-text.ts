@@ -101,8 +101,8 @@ export function fieldSubject(root: string, path: string): TextSubject {
 }
 
 export function unstorableTextError(found: UnstorableText, subject: TextSubject): RollcallError {
-  const what = found.key ? `${subject.label} is named with` : `${subject.label} contains`;
-  return new RollcallError('VALIDATION_FAILED', `${what} ${DESCRIPTIONS[found.kind]}, which cannot be stored.`, {
+  const where = found.key ? `The name of ${subject.label.charAt(0).toLowerCase()}${subject.label.slice(1)}` : subject.label;
+  return new RollcallError('VALIDATION_FAILED', `${where} contains ${DESCRIPTIONS[found.kind]}, which cannot be stored.`, {
     details: { ...subject.details, reason: found.kind, ...(found.key ? { key: true } : {}) },
   });
 }

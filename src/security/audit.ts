@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
+import { toStorableText } from '../domain/storable-text.js';
 import type { AuditDecision, AuditEntry, AuditQuery, Store, StoredAuditEntry } from '../store/store.js';
 
 /** Actions rollcall itself records; other components may record their own (`auth.denied`, …). */
@@ -93,7 +94,9 @@ export class AuditLog {
   /** Queues an entry; it is durable after the next flush (at the latest, on stop). */
   record(record: AuditRecord): void {
     const nowMs = this.now();
-    const entry: AuditEntry = {
+    // Text the store cannot hold (from a credential's claims, say) is replaced, never refused: one
+    // such entry would otherwise fail every flush, and hold back every entry recorded after it.
+    const entry: AuditEntry = toStorableText({
       occurred_at: new Date(nowMs).toISOString(),
       actor: record.actor,
       action: record.action,
@@ -102,7 +105,7 @@ export class AuditLog {
       decision: record.decision,
       reason: record.reason ?? null,
       details: record.details ?? {},
-    };
+    });
     const key = record.coalesceKey;
     if (key !== undefined) {
       this.closeWindows(nowMs);

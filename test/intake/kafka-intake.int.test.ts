@@ -135,6 +135,35 @@ describe('kafka intake', () => {
     assert.match(metrics, /rollcall_dead_letters_total\{reason="STALE_INCARNATION"\} [1-9]/);
   });
 
+  it('dead-letters text the store cannot hold, naming the field, and applies the messages around it', async () => {
+    const before = (await kcatConsume(topics.deadLetter).catch(() => [])).length;
+    // One key: one partition, in this order; the nodes differ. JSON.stringify writes the NUL and the
+    // lone surrogate as the escapes \u0000 and \ud800, as any producer would.
+    const messages: Array<[string, string]> = [
+      ['txt-before', JSON.stringify(introspection('txt-before'))],
+      ['txt-nul', JSON.stringify(introspection('txt-nul', { capabilities: { models: ['llama', 'bad\u0000'] } }))],
+      ['txt-surrogate', JSON.stringify(introspection('txt-surrogate', { metadata: { ['key\uD800']: 1 } }))],
+      ['txt-after', JSON.stringify(introspection('txt-after'))],
+    ];
+    for (const [name, value] of messages) await kcatProduce(topics.introspection, 'txt-one-key', value, { name });
+    await waitFor('txt-after registered', () => nodeOf(t, 'txt-after'));
+    assert.equal((await nodeOf(t, 'txt-before'))?.status, 'online');
+    const letters = await deadLetters(topics, before + 2);
+    const letterOf = (name: string): KcatMessage | undefined => letters.find((message) => message.headers.name === name);
+    for (const [name, field] of [['txt-nul', 'payload.capabilities.models[1]'], ['txt-surrogate', 'payload.metadata["key\\ud800"]']] as const) {
+      const letter = letterOf(name);
+      assert.ok(letter, `${name} is in the dead-letter topic`);
+      assert.equal(letter.headers[DEAD_LETTER_HEADERS.reason], 'VALIDATION_FAILED', name);
+      assert.ok(letter.headers[DEAD_LETTER_HEADERS.message]?.includes(field), `${name}: ${letter.headers[DEAD_LETTER_HEADERS.message]}`);
+      assert.equal(letter.payload, messages.find(([key]) => key === name)?.[1], 'the original bytes are kept');
+    }
+    assert.equal(await nodeOf(t, 'txt-nul'), undefined);
+    assert.equal(await nodeOf(t, 'txt-surrogate'), undefined);
+    // The consumer goes on: a later message on the same partition is applied too.
+    await kcatProduce(topics.introspection, 'txt-one-key', JSON.stringify(introspection('txt-later')));
+    await waitFor('txt-later registered', () => nodeOf(t, 'txt-later'));
+  });
+
   it('renews leases from heartbeats and removes a node on its tombstone', async () => {
     await kcatProduce(topics.introspection, 'hb-1', JSON.stringify(introspection('hb-1', { incarnation: 5 })));
     const first = await waitFor('hb-1', () => nodeOf(t, 'hb-1'));

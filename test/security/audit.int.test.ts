@@ -63,6 +63,16 @@ describe('audit log', () => {
     }
   });
 
+  it('writes an entry carrying text the store cannot hold, replaced, and every entry after it', async () => {
+    const audit = t.server.audit;
+    audit.record({ actor: 'jwt:a\u0000b', action: 'auth.denied', namespace: 'aud-text', decision: 'denied', reason: 'bad \uD800', details: { ['k\uDC00']: ['\u0000'] } });
+    audit.record({ actor: 'key-after', action: 'auth.denied', namespace: 'aud-text', decision: 'denied' });
+    const entries = (await page('namespace=aud-text')).entries;
+    assert.deepEqual(entries.map((entry) => entry.actor), ['key-after', 'jwt:a\uFFFDb']);
+    assert.equal(entries[1]?.reason, 'bad \uFFFD');
+    assert.deepEqual(entries[1]?.details, { ['k\uFFFD']: ['\uFFFD'] });
+  });
+
   it('writes every recorded denial before a clean stop', async () => {
     assert.ok(t.database, 'this test restarts on the same PostgreSQL database');
     const denied = await json(`${t.url}/api/v1/namespaces/aud-stop/quotas`, { method: 'PUT', body: { max_nodes: 0 } });
