@@ -4,6 +4,8 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
@@ -25,6 +27,7 @@ function kafkaScript(command: 'start' | 'stop', env: Record<string, string>): Pr
 describe('Kafka broker outage', () => {
   let port: number;
   let env: Record<string, string>;
+  let stateDir: string;
   let database: TestDatabase;
   let t: TestServer;
   const prefix = `outage${randomUUID().slice(0, 8)}.omninode_bridge.onex.evt`;
@@ -32,7 +35,9 @@ describe('Kafka broker outage', () => {
 
   before(async () => {
     port = await freePort();
-    env = { KAFKA_PORT: String(port), KAFKA_CONTROLLER_PORT: String(await freePort()), KAFKA_BROKER_URL: '', KAFKA_BOOTSTRAP_SERVERS: '' };
+    // The broker's pid, config and data go where the test can find them; `stop` removes them.
+    stateDir = join(tmpdir(), `rollcall-kafka-${port}`);
+    env = { KAFKA_PORT: String(port), KAFKA_CONTROLLER_PORT: String(await freePort()), KAFKA_STATE_DIR: stateDir, KAFKA_BROKER_URL: '', KAFKA_BOOTSTRAP_SERVERS: '' };
     await kafkaScript('start', env);
     database = await createTestDatabase();
     t = await startTestServer({ database, config: { kafkaBrokers: `127.0.0.1:${port}`, kafkaTopicPrefix: prefix, kafkaGroupId: `${prefix}.registry` } });
@@ -60,7 +65,7 @@ describe('Kafka broker outage', () => {
     await announce('o-before');
     await registered('o-before');
 
-    const pid = Number((await readFile(`/tmp/rollcall-kafka-${port}/kafka.pid`, 'utf8')).trim());
+    const pid = Number((await readFile(join(stateDir, 'kafka.pid'), 'utf8')).trim());
     process.kill(pid, 'SIGKILL');
     await pollUntil(async () => { try { process.kill(pid, 0); return false; } catch { return true; } }, (gone) => gone, { timeoutMs: 10_000, what: 'the broker to die' });
 
