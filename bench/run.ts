@@ -3,20 +3,23 @@
 //   npm run bench                 full run (~100k nodes, 10 s phases; a few minutes on 2 cores)
 //   BENCH_QUICK=1 npm run bench   smoke run (10k nodes, 2 s phases)
 //
-// Four sections, each with its own server children and databases: the HTTP API (here), the Kafka
+// Five sections, each with its own server children and databases: the HTTP API (here), the Kafka
 // event plane (bench/kafka.ts: introspections/s and heartbeats/s through Kafka into the store, and
 // produce → TOPOLOGY_DIFF latency; about a minute, 20 s with BENCH_QUICK=1), Consul
 // (bench/consul.ts: registrations/s with the Consul sink on and off against a second instance, the
 // sink's projection lag, and 1,000 blocking queries woken by one change; under 90 s, 30 s quick),
-// and signing (bench/signing.ts: registrations/s through POST /api/v1/introspection with signature
-// verification in enforce mode next to the same pre-signed load with it off; about 40 s, 20 s quick).
+// signing (bench/signing.ts: registrations/s through POST /api/v1/introspection with signature
+// verification in enforce mode next to the same pre-signed load with it off; about 40 s, 20 s quick),
+// and readers (bench/readers.ts: heap before and after 10,000 long-polls, memory with 100 stuck SSE
+// readers, seconds from SIGTERM to exit with 1,000 watchers open; about a minute; alone with
+// `npm run bench:readers`).
 //
 // Environment:
 //   BENCH_DATABASE_URL      admin URL (default postgres://postgres@127.0.0.1:5432/postgres); a fresh
 //                           database rollcall_bench_<random> is created through it and dropped at the end
 //   BENCH_QUICK=1           shrink every phase for a smoke run
-//   BENCH_ONLY=kafka        run only these sections (comma separated): http, kafka, consul, signing
-//                           (default all)
+//   BENCH_ONLY=kafka        run only these sections (comma separated): http, kafka, consul, signing,
+//                           readers (default all)
 //   BENCH_KAFKA_BROKERS     Kafka for the kafka section (default ROLLCALL_KAFKA_BROKERS, else
 //                           127.0.0.1:9092; `bash scripts/kafka start` runs one); the section is
 //                           skipped when it does not answer, unless BENCH_ONLY asks for it
@@ -75,14 +78,15 @@ import {
 } from './common.js';
 import { consulSection } from './consul.js';
 import { kafkaSection } from './kafka.js';
+import { readersSection } from './readers.js';
 import { signingSection } from './signing.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const ALL_SECTIONS = ['http', 'kafka', 'consul', 'signing'] as const;
+const ALL_SECTIONS = ['http', 'kafka', 'consul', 'signing', 'readers'] as const;
 type Section = (typeof ALL_SECTIONS)[number];
-/** BENCH_ONLY=http, kafka, consul or signing (comma separated) runs only those sections. */
+/** BENCH_ONLY=http, kafka, consul, signing or readers (comma separated) runs only those sections. */
 const SECTIONS = new Set<Section>(
   (process.env.BENCH_ONLY ?? ALL_SECTIONS.join(','))
     .split(',')
@@ -373,6 +377,7 @@ async function main(): Promise<number> {
       ['kafka', () => kafkaSection({ ...context, required: process.env.BENCH_ONLY !== undefined })],
       ['consul', () => consulSection(context)],
       ['signing', () => signingSection(context)],
+      ['readers', () => readersSection(context)],
     ];
     for (const [name, run] of sections) {
       if (!SECTIONS.has(name)) continue;

@@ -1,6 +1,7 @@
 // Topology readers: the snapshot with its version, long-poll for changes, and a Server-Sent Events stream.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import client from 'prom-client';
 import { RollcallError } from '../../domain/errors.js';
 import type { TopologyChange } from '../../domain/node.js';
@@ -12,6 +13,8 @@ import { presentNode } from './node-routes.js';
 
 const PAGE = 1000;
 const SSE_KEEPALIVE_MS = 15_000;
+/** Serialised change events shared by every stream, by version: readers at the head serialise each change once. */
+const FRAME_CACHE_BYTES = 8 * 1024 * 1024;
 const WATCHER_KINDS = ['long_poll', 'stream'] as const;
 type WatcherKind = (typeof WATCHER_KINDS)[number];
 
@@ -54,6 +57,24 @@ export function topologyRoutes(app: FastifyInstance, registry: Registry, options
     registers,
   }));
   for (const kind of WATCHER_KINDS) watcherGauge.set({ kind }, 0);
+  const frames = new LRUCache<number, { text: string; bytes: number }>({ maxSize: FRAME_CACHE_BYTES, sizeCalculation: (frame) => frame.bytes });
+  const frameOf = (change: TopologyChange): { text: string; bytes: number } => {
+    let frame = frames.get(change.version);
+    if (frame === undefined) {
+      const text = `id: ${change.version}\nevent: change\ndata: ${JSON.stringify(presentChange(change))}\n\n`;
+      frame = { text, bytes: Buffer.byteLength(text) };
+      frames.set(change.version, frame);
+    }
+    return frame;
+  };
+  // A replaced view may number other changes with the same versions.
+  const forgetFrames = registry.view.onChange((change) => {
+    if (change === null) frames.clear();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    forgetFrames();
+    done();
+  });
 
   // Each open watcher's way to end now; shutdown ends them all at once instead of waiting out their
   // timers. A watcher takes itself off when it ends, whatever ends it: nothing outlives an answer.
@@ -158,7 +179,6 @@ export function topologyRoutes(app: FastifyInstance, registry: Registry, options
     let closed = false;
     let pumping = false;
     let again = false;
-    const frame = (change: TopologyChange): string => `id: ${change.version}\nevent: change\ndata: ${JSON.stringify(presentChange(change))}\n\n`;
     const send = (text: string): void => {
       if (out.write(text)) return;
       blocked = true;
@@ -187,7 +207,7 @@ export function topologyRoutes(app: FastifyInstance, registry: Registry, options
               if (blocked) {
                 if (change.version <= counted) continue;
                 counted = change.version;
-                if (matches) owed += Buffer.byteLength(frame(change));
+                if (matches) owed += frameOf(change).bytes;
                 if (owed + out.writableLength > maxBufferBytes) {
                   drop('slow_reader');
                   break;
@@ -195,7 +215,7 @@ export function topologyRoutes(app: FastifyInstance, registry: Registry, options
               } else {
                 if (change.version <= sent) continue;
                 sent = change.version;
-                if (matches) send(frame(change));
+                if (matches) send(frameOf(change).text);
               }
             }
           }
