@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { RollcallError } from '../domain/errors.js';
+import { LOG_FORMATS } from './logger.js';
 import { DEFAULT_TOPIC_PREFIX, MAX_TOPIC_NAME_LENGTH, namespaceTopicNames } from '../domain/events.js';
 import { NAMESPACE_PATTERN } from '../domain/schemas.js';
 
@@ -31,6 +32,7 @@ export const ConfigSchema = Type.Object({
   maxBatch: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most registrations committed in one transaction. Env ROLLCALL_MAX_BATCH.' }),
   writeConcurrency: Type.Integer({ minimum: 1, maximum: 32, default: 3, description: 'Write transactions in flight at once (PostgreSQL; the embedded database runs one). Env ROLLCALL_WRITE_CONCURRENCY.' }),
   logLevel: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: 'Env ROLLCALL_LOG_LEVEL.' }),
+  logFormat: Type.Union(LOG_FORMATS.map((format) => Type.Literal(format)), { default: 'auto', description: 'Log lines as JSON, or pretty for people; auto is pretty when standard output is a terminal. Env ROLLCALL_LOG_FORMAT.' }),
   kafkaBrokers: Type.Optional(Type.String({ minLength: 1, description: 'Kafka bootstrap servers (host:port, comma separated); when set, Kafka replaces the in-process event bus. Env ROLLCALL_KAFKA_BROKERS, or the seeds\' KAFKA_BROKER_URL, or KAFKA_BOOTSTRAP_SERVERS.' })),
   kafkaEnvironment: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$', default: 'dev', description: 'Environment part of the topic names ({env}.omninode_bridge.onex.evt.*). Env ROLLCALL_KAFKA_ENVIRONMENT or the seeds\' KAFKA_ENVIRONMENT.' }),
   kafkaTopicPrefix: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._-]+$', description: 'Topic prefix replacing {env}.omninode_bridge.onex.evt. Env ROLLCALL_KAFKA_TOPIC_PREFIX.' })),
@@ -117,6 +119,7 @@ const ENV: Partial<Record<keyof Config, string[]>> = {
   maxBatch: ['ROLLCALL_MAX_BATCH'],
   writeConcurrency: ['ROLLCALL_WRITE_CONCURRENCY'],
   logLevel: ['ROLLCALL_LOG_LEVEL'],
+  logFormat: ['ROLLCALL_LOG_FORMAT'],
   kafkaBrokers: ['ROLLCALL_KAFKA_BROKERS', 'KAFKA_BROKER_URL', 'KAFKA_BOOTSTRAP_SERVERS'],
   kafkaEnvironment: ['ROLLCALL_KAFKA_ENVIRONMENT', 'KAFKA_ENVIRONMENT'],
   kafkaTopicPrefix: ['ROLLCALL_KAFKA_TOPIC_PREFIX'],
