@@ -66,7 +66,7 @@ describe('README examples', () => {
     const port = await freePort();
     const server = spawnCli(['serve', '--data-dir', join(dir, 'data'), '--port', String(port)]);
     url = (await server.waitForLine('stderr', /serving (http:\/\/\S+)/, 120_000))[1] as string;
-  });
+  }, { timeout: 180_000 });
   after(async () => {
     await shell.close();
     await killAllCli();
