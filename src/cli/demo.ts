@@ -67,8 +67,18 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     fleet.push(node);
     return node;
   };
+  // Heard from the start: a Ctrl-C at any moment ends the demo with its tombstones, never the bare process.
+  let interrupted = false;
+  const interruption = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      interrupted = true;
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
   say(`registering ${options.nodes} simulated nodes in namespace "demo" at ${options.registryUrl}`);
-  for (let i = 0; i < options.nodes; i += 1) await join();
+  for (let i = 0; i < options.nodes && !interrupted; i += 1) await join();
   const start = await client.topology('demo');
   say(`fleet up: ${start.count} nodes online, topology version ${start.version}. Watch: curl -N${options.apiKey === undefined ? '' : ' -H "Authorization: Bearer $ROLLCALL_API_KEY"'} '${options.registryUrl}/api/v1/topology/stream?namespace=demo'`);
 
@@ -131,8 +141,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const done = (): void => {
       finish().then(resolve, resolve);
     };
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
+    void interruption.then(done);
     if (options.durationSeconds) setTimeout(done, options.durationSeconds * 1000);
   });
 }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { DagiAgent } from '../agent/dagi-agent.js';
 import { RollcallClient, type PresentedNode } from '../client/rollcall-client.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { createLogger } from '../config/logger.js';
+import { createLogger, LOG_FORMATS, resolveLogFormat, type LogFormat } from '../config/logger.js';
 import { isRollcallError } from '../domain/errors.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/events.js';
 import { NODE_STATUSES, type NodeStatus } from '../domain/node.js';
@@ -12,6 +12,7 @@ import { startServer } from '../server.js';
 import { PACKAGE } from '../version.js';
 import { serverOf, withServerOptions, type ServerAccess, type ServerOptions } from './api-access.js';
 import { runDemo } from './demo.js';
+import { announceFirstSteps } from './first-steps.js';
 import { caCommand, tokenCommand } from './identity-commands.js';
 import { keyCommand } from './key-command.js';
 import { policyCommand, quotaCommand } from './policy-command.js';
@@ -53,6 +54,7 @@ interface JoinOptions extends ServerOptions {
   hostname?: string;
   ip?: string;
   logLevel: string;
+  logFormat: LogFormat;
 }
 
 function splitLabels(labels: string): string[] {
@@ -89,7 +91,7 @@ async function joinOverKafka(options: JoinOptions): Promise<void> {
   const brokers = options.brokers.split(',').map((broker) => broker.trim()).filter(Boolean);
   if (brokers.length === 0) throw new InvalidArgumentError('--brokers must name at least one host:port');
   if (options.namespaceTopics === true && options.namespace === undefined) throw new InvalidArgumentError('--namespace-topics needs --namespace');
-  const logger = createLogger(options.logLevel);
+  const logger = createLogger(options.logLevel, undefined, options.logFormat);
   const join = new KafkaJoin({
     brokers,
     topicPrefix: options.topicPrefix,
@@ -161,15 +163,18 @@ export function buildProgram(): Command {
     .option('--config <file>', 'JSON config file (env ROLLCALL_CONFIG)')
     .option('--lease-ttl <seconds>', 'default node lease (env ROLLCALL_LEASE_TTL_SECONDS, default 90)', positiveNumber)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env ROLLCALL_LOG_LEVEL)')
+    .option('--log-format <format>', 'json, pretty, or auto: pretty on a terminal (env ROLLCALL_LOG_FORMAT)')
     .option('--insecure', 'serve a non-loopback address without authentication (env ROLLCALL_INSECURE)')
-    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string; insecure?: boolean }) => {
+    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string; logFormat?: string; insecure?: boolean }) => {
       const config: Config = loadConfig({
         ...(options.config ? { file: options.config } : {}),
-        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel, insecure: options.insecure },
+        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel, logFormat: options.logFormat, insecure: options.insecure },
       });
-      const logger = createLogger(config.logLevel);
+      const logFormat = resolveLogFormat(config.logFormat);
+      const logger = createLogger(config.logLevel, undefined, logFormat);
       const server = await startServer(config, logger);
       process.stderr.write(`rollcall ${PACKAGE.version} serving ${server.url} (${config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`})\n`);
+      announceFirstSteps(server.url, logFormat, logger);
       untilSignal(async (signal) => {
         logger.info({ signal }, 'stopping');
         await server.stop();
@@ -271,6 +276,7 @@ export function buildProgram(): Command {
     .option('--hostname <name>', 'hostname to announce (default: detected)')
     .option('--ip <address>', 'IP address to announce (default: detected)')
     .option('--log-level <level>', 'log level', 'info')
+    .addOption(new Option('--log-format <format>', 'log lines as json, or pretty for people; auto: pretty on a terminal').choices(LOG_FORMATS).env('ROLLCALL_LOG_FORMAT').default('auto'))
     .action(async (options: JoinOptions) => {
       if (options.transport === 'kafka') {
         await joinOverKafka(options);
@@ -278,7 +284,7 @@ export function buildProgram(): Command {
       }
       if (options.capabilitiesFile !== undefined) throw new InvalidArgumentError('--capabilities-file needs --transport kafka');
       if (options.namespaceTopics === true) throw new InvalidArgumentError('--namespace-topics needs --transport kafka');
-      const logger = createLogger(options.logLevel);
+      const logger = createLogger(options.logLevel, undefined, options.logFormat);
       const server = serverOf(options);
       const agent = new DagiAgent({
         registryUrl: server.url,

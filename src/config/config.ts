@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { RollcallError } from '../domain/errors.js';
+import { LOG_FORMATS } from './logger.js';
 import { DEFAULT_TOPIC_PREFIX, MAX_TOPIC_NAME_LENGTH, namespaceTopicNames } from '../domain/events.js';
 import { NAMESPACE_PATTERN } from '../domain/schemas.js';
 
@@ -33,6 +34,7 @@ export const ConfigSchema = Type.Object({
   requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'A request\'s headers and body must have arrived this long after it began, else 408 and the connection is closed (slow senders). Responses are not bounded by it: long-polls and event streams run longer. Env ROLLCALL_REQUEST_TIMEOUT_MS.' }),
   sseMaxBufferBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024, default: 4 * 1024 * 1024, description: 'A topology event stream whose reader stops taking events is closed once this many bytes (its socket buffer, and the changes committed since it last took any) are waiting for it; the client resumes with Last-Event-ID. Not memory: a stream holds at most its socket buffer and one event, since a blocked reader\'s events are read again from the registry when it drains. Larger than a burst of changes (a group commit of 500 registrations of 2 KiB is 1 MiB), so readers that keep up are not dropped. Env ROLLCALL_SSE_MAX_BUFFER_BYTES.' }),
   logLevel: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: 'Env ROLLCALL_LOG_LEVEL.' }),
+  logFormat: Type.Union(LOG_FORMATS.map((format) => Type.Literal(format)), { default: 'auto', description: 'Log lines as JSON, or pretty for people; auto is pretty when standard output is a terminal. Env ROLLCALL_LOG_FORMAT.' }),
   kafkaBrokers: Type.Optional(Type.String({ minLength: 1, description: 'Kafka bootstrap servers (host:port, comma separated); when set, Kafka replaces the in-process event bus. Env ROLLCALL_KAFKA_BROKERS, or the seeds\' KAFKA_BROKER_URL, or KAFKA_BOOTSTRAP_SERVERS.' })),
   kafkaEnvironment: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$', default: 'dev', description: 'Environment part of the topic names ({env}.omninode_bridge.onex.evt.*). Env ROLLCALL_KAFKA_ENVIRONMENT or the seeds\' KAFKA_ENVIRONMENT.' }),
   kafkaTopicPrefix: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._-]+$', description: 'Topic prefix replacing {env}.omninode_bridge.onex.evt. Env ROLLCALL_KAFKA_TOPIC_PREFIX.' })),
@@ -122,6 +124,7 @@ const ENV: Partial<Record<keyof Config, string[]>> = {
   requestTimeoutMs: ['ROLLCALL_REQUEST_TIMEOUT_MS'],
   sseMaxBufferBytes: ['ROLLCALL_SSE_MAX_BUFFER_BYTES'],
   logLevel: ['ROLLCALL_LOG_LEVEL'],
+  logFormat: ['ROLLCALL_LOG_FORMAT'],
   kafkaBrokers: ['ROLLCALL_KAFKA_BROKERS', 'KAFKA_BROKER_URL', 'KAFKA_BOOTSTRAP_SERVERS'],
   kafkaEnvironment: ['ROLLCALL_KAFKA_ENVIRONMENT', 'KAFKA_ENVIRONMENT'],
   kafkaTopicPrefix: ['ROLLCALL_KAFKA_TOPIC_PREFIX'],
