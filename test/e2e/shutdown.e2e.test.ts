@@ -5,7 +5,10 @@ import { strict as assert } from 'node:assert';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, killAllCli, pollUntil, spawnCli } from '../support/processes.js';
+import { PATIENCE, freePort, killAllCli, pollUntil, spawnCli } from '../support/processes.js';
+
+/** Seconds from SIGTERM to exit on a quiet machine (about 1 s measured), TEST_PATIENCE times that on a busy one. */
+const EXIT_WITHIN_S = 5 * PATIENCE;
 
 const databases: TestDatabase[] = [];
 after(async () => {
@@ -30,12 +33,12 @@ async function register(url: string, nodeId: string): Promise<number> {
 }
 
 describe('stopping with watchers open', () => {
-  it('exits 0 within seconds of SIGTERM with 200 watchers open, answering them and keeping every acknowledged write', async (t) => {
+  it('exits 0 within seconds of SIGTERM with 200 watchers open, answering them and keeping every acknowledged write', { timeout: 60_000 * PATIENCE }, async (t) => {
     const database = await createTestDatabase('rollcall_e2e_shutdown');
     databases.push(database);
     const port = await freePort();
     const proc = spawnCli(['serve', '--database-url', database.url, '--port', String(port)]);
-    await proc.waitForLine('stderr', /serving http:\/\//, 30_000);
+    await proc.waitForLine('stderr', /serving http:\/\//, 20_000);
     const url = `http://127.0.0.1:${port}`;
 
     const acknowledged = new Set<string>();
@@ -60,7 +63,7 @@ describe('stopping with watchers open', () => {
     await pollUntil(
       async () => [await metric(url, 'rollcall_topology_watchers', '{kind="long_poll"}'), await metric(url, 'rollcall_topology_watchers', '{kind="stream"}'), await metric(url, 'rollcall_consul_blocking_parked')],
       ([long, stream, parked]) => long === 70 && stream === 60 && parked === 70,
-      { timeoutMs: 30_000, intervalMs: 100, what: '70 long-polls, 60 streams and 70 blocking queries open' },
+      { timeoutMs: 10_000, intervalMs: 100, what: '70 long-polls, 60 streams and 70 blocking queries open' },
     );
 
     // Writes keep coming while the signal arrives; those acknowledged must survive.
@@ -73,18 +76,18 @@ describe('stopping with watchers open', () => {
         else if (status === null) break;
       }
     });
-    await pollUntil(async () => acknowledged.size, (size) => size >= 60, { timeoutMs: 30_000, what: 'writes under way' });
+    await pollUntil(async () => acknowledged.size, (size) => size >= 60, { timeoutMs: 10_000, what: 'writes under way' });
 
     const signalled = Date.now();
     proc.kill('SIGTERM');
-    // Generous for a loaded machine; before watchers were answered and idle connections closed it took ~73 s.
-    const exit = await proc.waitForExit(110_000);
+    // Before watchers were answered and their connections closed as they went idle it took ~72 s.
+    const exit = await proc.waitForExit(30_000);
     const seconds = (Date.now() - signalled) / 1000;
     t.diagnostic(`exited ${seconds.toFixed(1)} s after SIGTERM; ${acknowledged.size} registrations acknowledged`);
     writing = false;
     await Promise.all(writers);
     assert.equal(exit.code, 0, proc.stderr);
-    assert.ok(seconds < 15, `exited ${seconds.toFixed(1)} s after SIGTERM`);
+    assert.ok(seconds < EXIT_WITHIN_S, `exited ${seconds.toFixed(1)} s after SIGTERM`);
 
     // Every watcher got its answer: long-polls and blocking queries a 200, streams their end.
     assert.deepEqual(new Set(await Promise.all([...polls, ...queries, ...streams])), new Set([200]));
