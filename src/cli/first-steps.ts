@@ -1,6 +1,6 @@
 // What `rollcall serve` says once it serves: where the API and its OpenAPI document are, and the first
 // commands to try; a short block for people on a terminal, one log line with the same fields otherwise.
-import { basename, relative } from 'node:path';
+import { basename, isAbsolute, relative } from 'node:path';
 import type { Logger } from 'pino';
 import { DEFAULT_URL } from './api-access.js';
 
@@ -16,8 +16,10 @@ export interface FirstSteps {
 /** How a person runs the CLI that is running now: `node bin/rollcall.js` from a checkout, else `rollcall`. */
 export function cliCommand(script: string | undefined = process.argv[1], cwd: string = process.cwd()): string {
   if (script === undefined || basename(script) !== 'rollcall.js') return 'rollcall';
-  const path = relative(cwd, script);
-  return `node ${path.includes(' ') ? JSON.stringify(path) : path}`;
+  // Relative from inside the checkout (`node bin/rollcall.js`), else the whole path.
+  const inside = relative(cwd, script);
+  const path = inside.startsWith('..') || isAbsolute(inside) ? script : inside;
+  return `node ${/[^\w./-]/.test(path) ? JSON.stringify(path) : path}`;
 }
 
 export function firstSteps(url: string, cli: string = cliCommand()): FirstSteps {
