@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { freePort, killAllCli, spawnCli, type CliProcess } from '../support/processes.js';
+import { killAllCli, spawnCli, type CliProcess } from '../support/processes.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -12,11 +12,15 @@ after(async () => {
   await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
-/** `rollcall serve` on the embedded database, once it says it is serving. */
-async function serve(dataDir: string, port: number): Promise<CliProcess> {
-  const proc = spawnCli(['serve', '--data-dir', dataDir, '--port', String(port)]);
-  await proc.waitForLine('stderr', /serving http:\/\//, 30_000);
-  return proc;
+/**
+ * `rollcall serve` on the embedded database, once it says where it is serving. Port 0: the server
+ * binds a free port itself. A port picked beforehand can be taken by another test's connection
+ * while a loaded machine takes a minute to open the database.
+ */
+async function serve(dataDir: string): Promise<{ proc: CliProcess; url: string }> {
+  const proc = spawnCli(['serve', '--data-dir', dataDir, '--port', '0']);
+  const [, url] = await proc.waitForLine('stderr', /serving (http:\/\/\S+)/, 30_000);
+  return { proc, url: url as string };
 }
 
 describe('embedded database', () => {
@@ -24,9 +28,7 @@ describe('embedded database', () => {
     const dir = await mkdtemp(join(tmpdir(), 'rollcall-embedded-'));
     dirs.push(dir);
     const dataDir = join(dir, 'data');
-    const port = await freePort();
-    const first = await serve(dataDir, port);
-    const url = `http://127.0.0.1:${port}`;
+    const { proc: first, url } = await serve(dataDir);
     const acknowledged: string[] = [];
     await Promise.all(
       Array.from({ length: 40 }, async (_, i) => {
@@ -42,8 +44,8 @@ describe('embedded database', () => {
     first.kill('SIGKILL');
     assert.equal((await first.waitForExit()).signal, 'SIGKILL');
 
-    await serve(dataDir, port);
-    const listed = (await (await fetch(`${url}/api/v1/nodes?role=embedded&limit=1000`)).json()) as { nodes: Array<{ node_id: string; status: string }> };
+    const { url: again } = await serve(dataDir);
+    const listed = (await (await fetch(`${again}/api/v1/nodes?role=embedded&limit=1000`)).json()) as { nodes: Array<{ node_id: string; status: string }> };
     assert.deepEqual(listed.nodes.map((n) => n.node_id).sort(), acknowledged.sort());
     assert.ok(listed.nodes.every((n) => n.status === 'online'));
   });
