@@ -1,6 +1,7 @@
 // Runs command lines as a person types them into bash, with `rollcall` on the PATH (the built binary, as
-// when installed as a package): each in a process group of its own, so Ctrl-C (SIGINT to the group) and
-// cleanup reach every process a line started.
+// when installed as a package). bash runs a line of one command in its own place (exec), so a signal
+// to the line reaches the command itself, as Ctrl-C would; lines stay in the test's process group, so
+// whoever ends the test's group ends them too.
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ export interface ShellLine {
   /** Resolves with the first match of `pattern` in stdout; rejects when the line exits first or after `timeoutMs`. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   waitForExit(timeoutMs?: number): Promise<Exit>;
-  /** Signals the line's whole process group, as a terminal does on Ctrl-C (SIGINT). */
+  /** Signals the line's command, as a terminal does on Ctrl-C (SIGINT). */
   signal(signal: NodeJS.Signals): void;
 }
 
@@ -38,21 +39,12 @@ function baseEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // The group is gone already.
-  }
-}
-
 export async function createShell(): Promise<Shell> {
   const binDir = await mkdtemp(join(tmpdir(), 'rollcall-shell-'));
   const shim = join(binDir, 'rollcall');
   await writeFile(shim, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} "$@"\n`);
   await chmod(shim, 0o755);
   const lines = new Set<ShellLine>();
-  const groups = new Set<number>();
 
   const start = (command: string, env: Record<string, string> = {}): ShellLine => {
     const base = baseEnv();
@@ -60,10 +52,8 @@ export async function createShell(): Promise<Shell> {
       cwd: REPO_ROOT,
       env: { ...base, ...env, PATH: `${binDir}:${base.PATH ?? ''}` },
       stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
     });
-    const pid = child.pid;
-    if (pid === undefined) throw new Error(`could not start bash for: ${command}`);
+    if (child.pid === undefined) throw new Error(`could not start bash for: ${command}`);
     const output = { stdout: '', stderr: '' };
     let exit: Exit | null = null;
     const listeners = new Set<() => void>();
@@ -106,11 +96,10 @@ export async function createShell(): Promise<Shell> {
       waitForOutput: (pattern, timeoutMs = 30_000) => waitUntil(() => pattern.exec(output.stdout) ?? undefined, `output ${String(pattern)}`, timeoutMs),
       waitForExit: (timeoutMs = 30_000) => waitUntil<Exit>(() => exit ?? undefined, 'exit', timeoutMs),
       signal(signal) {
-        if (!exit) killGroup(pid, signal);
+        if (!exit) child.kill(signal);
       },
     };
     lines.add(line);
-    groups.add(pid);
     return line;
   };
 
@@ -122,9 +111,8 @@ export async function createShell(): Promise<Shell> {
       return line;
     },
     async close() {
-      // Every group, finished lines too: what a line left in the background is in its group.
-      for (const pid of groups) killGroup(pid, 'SIGKILL');
       const running = [...lines].filter((line) => !line.exit);
+      for (const line of running) line.signal('SIGKILL');
       await Promise.all(running.map((line) => line.waitForExit(5_000).catch(() => undefined)));
       await rm(binDir, { recursive: true, force: true });
     },
