@@ -550,7 +550,7 @@ const oddParameter = fc.oneof(
   ),
   fc.integer().map(String),
   fc.double().map(String),
-  fc.date({ noInvalidDate: false }).map((date) => (Number.isNaN(date.getTime()) ? 'Invalid Date' : encodeURIComponent(date.toISOString()))),
+  fc.date({ noInvalidDate: false }).map((date) => encodeURIComponent(Number.isNaN(date.getTime()) ? 'Invalid Date' : date.toISOString())),
   fc.integer({ min: -300_000, max: 300_000 }).map((year) => encodeURIComponent(`${year}-01-01T00:00:00Z`)),
   fc.string({ maxLength: 30 }).map((text) => encodeURIComponent(text)),
   unstorableText.map(cesu8),
