@@ -52,7 +52,15 @@ export function percentiles(values: number[]): Percentiles {
   let sum = 0;
   for (const value of sorted) sum += value;
   const round = (value: number): number => Math.round(value * 1000) / 1000;
-  return { samples: n, mean: round(n === 0 ? NaN : sum / n), p50: round(at(0.5)), p90: round(at(0.9)), p99: round(at(0.99)), p999: round(at(0.999)), max: round(n === 0 ? NaN : (sorted[n - 1] as number)) };
+  return {
+    samples: n,
+    mean: round(n === 0 ? NaN : sum / n),
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    p999: round(at(0.999)),
+    max: round(n === 0 ? NaN : (sorted[n - 1] as number)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,12 +169,14 @@ export function cannon(spec: CannonSpec): Promise<LoadStats> {
         connections: spec.connections,
         ...(spec.amount === undefined ? { duration: spec.seconds ?? 10 } : { amount: spec.amount }),
         timeout: 30,
-        requests: [{
-          method: spec.method,
-          path: spec.path,
-          ...(spec.method === 'POST' ? { headers: JSON_HEADERS } : {}),
-          ...(makeBody ? { setupRequest: (request: autocannon.Request): autocannon.Request => ({ ...request, body: makeBody() }) } : {}),
-        }],
+        requests: [
+          {
+            method: spec.method,
+            path: spec.path,
+            ...(spec.method === 'POST' ? { headers: JSON_HEADERS } : {}),
+            ...(makeBody ? { setupRequest: (request: autocannon.Request): autocannon.Request => ({ ...request, body: makeBody() }) } : {}),
+          },
+        ],
       },
       (error: unknown, result: autocannon.Result) => {
         if (error) {
@@ -235,7 +245,9 @@ export function processTicks(): Map<number, ProcSample> {
 
 export function commandLine(pid: number, fallback: string): string {
   try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '');
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((arg) => arg !== '');
     const text = args.length === 0 ? fallback : args.join(' ');
     return text.length > 70 ? `${text.slice(0, 67)}...` : text;
   } catch {
@@ -320,7 +332,10 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot, serverPid: n
   const busy = (after.machine.busy - before.machine.busy) / CLOCK_TICKS;
   const grouped = new Map<string, number>();
   for (const { label, seconds: used } of others) grouped.set(label, (grouped.get(label) ?? 0) + used);
-  const top = [...grouped].sort((a, b) => b[1] - a[1]).filter(([, used]) => pct(used) >= 2).slice(0, 4);
+  const top = [...grouped]
+    .sort((a, b) => b[1] - a[1])
+    .filter(([, used]) => pct(used) >= 2)
+    .slice(0, 4);
   const other = Math.max(0, busy - server - loadgen - postgres);
   const attributed = others.reduce((sum, { seconds: used }) => sum + used, 0);
   const unattributed = pct(other - attributed);
@@ -499,7 +514,11 @@ export function ms(value: number): string {
 
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
 }
 

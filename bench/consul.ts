@@ -49,9 +49,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const SETTINGS = QUICK
-  ? { warmupSeconds: 0.5, phaseSeconds: 2, lagTimeoutMs: 12_000, settleMs: 500 }
-  : { warmupSeconds: 1, phaseSeconds: 6, lagTimeoutMs: 40_000, settleMs: 1_000 };
+const SETTINGS = QUICK ? { warmupSeconds: 0.5, phaseSeconds: 2, lagTimeoutMs: 12_000, settleMs: 500 } : { warmupSeconds: 1, phaseSeconds: 6, lagTimeoutMs: 40_000, settleMs: 1_000 };
 /** The projection is stuck (not merely slow) when B's count does not move for this long. */
 const STALL_MS = 5_000;
 const REGISTER_CONNECTIONS = 128;
@@ -242,7 +240,16 @@ async function throughputRun(root: string, b: Server, sink: boolean, failures: s
     };
 
     log(`C1 ${label}: warm-up ${SETTINGS.warmupSeconds} s, then ${SETTINGS.phaseSeconds} s of registrations on A, ${REGISTER_CONNECTIONS} connections`);
-    const warmup = await cannon({ title: 'warmup', server: a, method: 'POST', path: REGISTER_PATH, connections: REGISTER_CONNECTIONS, seconds: SETTINGS.warmupSeconds, body: registrationBodyNext, onOk });
+    const warmup = await cannon({
+      title: 'warmup',
+      server: a,
+      method: 'POST',
+      path: REGISTER_PATH,
+      connections: REGISTER_CONNECTIONS,
+      seconds: SETTINGS.warmupSeconds,
+      body: registrationBodyNext,
+      onOk,
+    });
     check('warm-up', warmup);
     gc();
     const aCountersBefore = await writeCounters(a);
@@ -250,12 +257,23 @@ async function throughputRun(root: string, b: Server, sink: boolean, failures: s
     const visibleBeforeLoad = sink ? (await onlineNodes(b)) - baseline : 0;
     const before = await cpuSnapshot();
     const loadStarted = performance.now();
-    const load = await cannon({ title: 'register', server: a, method: 'POST', path: REGISTER_PATH, connections: REGISTER_CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: registrationBodyNext, onOk });
+    const load = await cannon({
+      title: 'register',
+      server: a,
+      method: 'POST',
+      path: REGISTER_PATH,
+      connections: REGISTER_CONNECTIONS,
+      seconds: SETTINGS.phaseSeconds,
+      body: registrationBodyNext,
+      onOk,
+    });
     const after = await cpuSnapshot();
     const aWrites = writePath(aCountersBefore, await writeCounters(a));
     check('registrations', load);
     const cpu = cpuOf(before, after, a, b);
-    log(`   ${fmt(load.perSecond)} registrations/s, p50 ${ms(load.latencyMs.p50)}, p99 ${ms(load.latencyMs.p99)} (A: mean batch ${fmt(aWrites.mean_batch, 1)}, ${fmt(aWrites.mean_registration_ms, 1)} ms in the server); CPU A ${fmt(cpu.a.server)}%, B ${fmt(cpu.b)}%, postgres ${fmt(cpu.a.postgres)}%`);
+    log(
+      `   ${fmt(load.perSecond)} registrations/s, p50 ${ms(load.latencyMs.p50)}, p99 ${ms(load.latencyMs.p99)} (A: mean batch ${fmt(aWrites.mean_batch, 1)}, ${fmt(aWrites.mean_registration_ms, 1)} ms in the server); CPU A ${fmt(cpu.a.server)}%, B ${fmt(cpu.b)}%, postgres ${fmt(cpu.a.postgres)}%`,
+    );
     const result: ThroughputRun = { sink, warmup, load, cpu, a_writes: aWrites };
     if (!sink) return result;
 
@@ -328,7 +346,9 @@ async function throughputRun(root: string, b: Server, sink: boolean, failures: s
       },
       catalog_count: catalogCount,
     };
-    log(`   projection lag ${allAt === null ? 'timed out' : ms(allAt - lastOkAt)} (${fmt(reached)} of ${fmt(nodes)} nodes in B; catalog lists ${fmt(catalogCount)}); B: mean batch ${fmt(bWrites.mean_batch, 1)}, ${fmt(bWrites.mean_registration_ms, 1)} ms in the server; CPU while draining: A ${fmt(drainCpu.a.server)}%, B ${fmt(drainCpu.b)}%, postgres ${fmt(drainCpu.a.postgres)}%`);
+    log(
+      `   projection lag ${allAt === null ? 'timed out' : ms(allAt - lastOkAt)} (${fmt(reached)} of ${fmt(nodes)} nodes in B; catalog lists ${fmt(catalogCount)}); B: mean batch ${fmt(bWrites.mean_batch, 1)}, ${fmt(bWrites.mean_registration_ms, 1)} ms in the server; CPU while draining: A ${fmt(drainCpu.a.server)}%, B ${fmt(drainCpu.b)}%, postgres ${fmt(drainCpu.a.postgres)}%`,
+    );
     return result;
   } finally {
     await stopA?.();
@@ -392,9 +412,11 @@ async function fanoutRound(b: Server, agent: Agent, round: number): Promise<Fano
   let written = 0;
   const parkStarted = performance.now();
   let changedAt = Number.POSITIVE_INFINITY;
-  const watches = Array.from({ length: WATCHERS }, () => watch(agent, b, path, () => {
-    written += 1;
-  }));
+  const watches = Array.from({ length: WATCHERS }, () =>
+    watch(agent, b, path, () => {
+      written += 1;
+    }),
+  );
   let early = 0;
   for (const pending of watches) {
     void pending.then((result) => {
@@ -470,7 +492,9 @@ async function fanout(b: Server, failures: string[]): Promise<FanoutRound[]> {
     for (let round = 1; round <= ROUNDS; round += 1) {
       const result = await fanoutRound(b, agent, round);
       rounds.push(result);
-      log(`C2 round ${round}: ${result.server_connections} connections on B; all ${WATCHERS} returned ${ms(result.last_returned_ms)} after the change (first ${ms(result.first_returned_ms)}, p50 ${ms(result.returned_ms.p50)}, p99 ${ms(result.returned_ms.p99)}), registration acknowledged in ${ms(result.registration_ack_ms)}; ${result.saw_new_instance} saw the new instance; B CPU ${fmt(result.cpu.a.server)}%`);
+      log(
+        `C2 round ${round}: ${result.server_connections} connections on B; all ${WATCHERS} returned ${ms(result.last_returned_ms)} after the change (first ${ms(result.first_returned_ms)}, p50 ${ms(result.returned_ms.p50)}, p99 ${ms(result.returned_ms.p99)}), registration acknowledged in ${ms(result.registration_ack_ms)}; ${result.saw_new_instance} saw the new instance; B CPU ${fmt(result.cpu.a.server)}%`,
+      );
       const problems: string[] = [];
       if (result.failed > 0) problems.push(`${result.failed} watchers failed`);
       if (result.early_returns > 0) problems.push(`${result.early_returns} returned before the change`);
@@ -535,33 +559,60 @@ export async function consulSection(context: ConsulSectionContext): Promise<stri
     const rows: string[][] = [
       ['C1. Registrations/s on A, sink off', load(off.load)],
       ['C1. Registrations/s on A, sink on (→ B)', `${load(on.load)}; ${fmt(ratio * 100)}% of sink off`],
-      ['C1. Projection lag (last ack → all in B)', projection
-        ? `${projection.lag_ms !== null ? ms(projection.lag_ms) : projection.estimated_lag_ms !== null ? `~${ms(projection.estimated_lag_ms)} (estimated: ${fmt(projection.reached)} of ${fmt(projection.nodes)} in B after ${fmt(SETTINGS.lagTimeoutMs / 1000)} s)` : `stuck at ${fmt(projection.reached)} of ${fmt(projection.nodes)}`}  (${fmt(projection.nodes)} nodes; ${fmt(projection.visible_when_load_ended)} in B when the load ended; sink delivered ${fmt(projection.projected_per_second)}/s)`
-        : '-'],
-      [`C2. ${fmt(WATCHERS)} blocking queries woken by 1 change`, `all returned in ${ms(m.last_returned_ms)}  (first ${ms(m.first_returned_ms)}, per watcher p50 ${ms(m.p50_ms)} / p99 ${ms(m.p99_ms)}; registration ack ${ms(m.registration_ack_ms)}; median of ${ROUNDS})`],
+      [
+        'C1. Projection lag (last ack → all in B)',
+        projection
+          ? `${projection.lag_ms !== null ? ms(projection.lag_ms) : projection.estimated_lag_ms !== null ? `~${ms(projection.estimated_lag_ms)} (estimated: ${fmt(projection.reached)} of ${fmt(projection.nodes)} in B after ${fmt(SETTINGS.lagTimeoutMs / 1000)} s)` : `stuck at ${fmt(projection.reached)} of ${fmt(projection.nodes)}`}  (${fmt(projection.nodes)} nodes; ${fmt(projection.visible_when_load_ended)} in B when the load ended; sink delivered ${fmt(projection.projected_per_second)}/s)`
+          : '-',
+      ],
+      [
+        `C2. ${fmt(WATCHERS)} blocking queries woken by 1 change`,
+        `all returned in ${ms(m.last_returned_ms)}  (first ${ms(m.first_returned_ms)}, per watcher p50 ${ms(m.p50_ms)} / p99 ${ms(m.p99_ms)}; registration ack ${ms(m.registration_ack_ms)}; median of ${ROUNDS})`,
+      ],
       ['    rounds (time until the last)', rounds.map((round) => `${ms(round.last_returned_ms)} (${round.saw_new_instance}/${WATCHERS} saw it, ${round.server_connections} conns)`).join(', ')],
     ];
-    const cpuRow = (name: string, cpu: PhaseCpu): string[] => [name, `${fmt(cpu.a.server)}%`, `${fmt(cpu.b)}%`, `${fmt(cpu.a.postgres)}%`, `${fmt(cpu.a.loadgen)}%`, `${fmt(Math.max(0, cpu.a.other - cpu.b))}%`, `${fmt(cpu.a.machine_busy)}% / ${machine.cores * 100}%`];
+    const cpuRow = (name: string, cpu: PhaseCpu): string[] => [
+      name,
+      `${fmt(cpu.a.server)}%`,
+      `${fmt(cpu.b)}%`,
+      `${fmt(cpu.a.postgres)}%`,
+      `${fmt(cpu.a.loadgen)}%`,
+      `${fmt(Math.max(0, cpu.a.other - cpu.b))}%`,
+      `${fmt(cpu.a.machine_busy)}% / ${machine.cores * 100}%`,
+    ];
     const cpuRows = [cpuRow('C1. sink off', off.cpu), cpuRow('C1. sink on', on.cpu)];
     if (projection) cpuRows.push(cpuRow('C1. draining into B', projection.drain_cpu));
     const middle = rounds[Math.floor(rounds.length / 2)];
     const out: string[] = [];
     out.push('Consul');
     out.push('servers: children with their own databases: A (registrations; CONSUL_HTTP_ADDR → B for "sink on"), B (Consul API, no sink); load generator and watchers in this process');
-    out.push(`registrations: ${SETTINGS.phaseSeconds} s after ${SETTINGS.warmupSeconds} s warm-up, ${REGISTER_CONNECTIONS} connections, a new node per request; fan-out: ${fmt(WATCHERS)} × GET /v1/health/service/${WATCHED_SERVICE}?index=<X-Consul-Index>&wait=${WATCH_WAIT}`);
+    out.push(
+      `registrations: ${SETTINGS.phaseSeconds} s after ${SETTINGS.warmupSeconds} s warm-up, ${REGISTER_CONNECTIONS} connections, a new node per request; fan-out: ${fmt(WATCHERS)} × GET /v1/health/service/${WATCHED_SERVICE}?index=<X-Consul-Index>&wait=${WATCH_WAIT}`,
+    );
     out.push('');
     out.push(table(['Figure', 'Result'], rows));
     out.push('');
-    out.push(`A's write path (server side): sink off mean batch ${fmt(off.a_writes.mean_batch, 1)}, ${fmt(off.a_writes.mean_registration_ms, 1)} ms per registration; sink on ${fmt(on.a_writes.mean_batch, 1)}, ${fmt(on.a_writes.mean_registration_ms, 1)} ms.`);
+    out.push(
+      `A's write path (server side): sink off mean batch ${fmt(off.a_writes.mean_batch, 1)}, ${fmt(off.a_writes.mean_registration_ms, 1)} ms per registration; sink on ${fmt(on.a_writes.mean_batch, 1)}, ${fmt(on.a_writes.mean_registration_ms, 1)} ms.`,
+    );
     if (projection) {
-      out.push(`B's write path while the sink fed it: ${fmt(projection.b_writes.registrations)} registrations in ${fmt(projection.b_writes.transactions)} transactions (mean batch ${fmt(projection.b_writes.mean_batch, 1)}), ${fmt(projection.b_writes.mean_registration_ms, 1)} ms each in B's server.`);
-      out.push(`Sink calls (A's rollcall_consul_operations_total): register ok ${fmt(projection.consul_calls.register_ok)}, error ${fmt(projection.consul_calls.register_error)}, rejected by the breaker ${fmt(projection.consul_calls.rejected)}; B's /v1/catalog/service/${SINK_SERVICE} lists ${fmt(projection.catalog_count)}.`);
+      out.push(
+        `B's write path while the sink fed it: ${fmt(projection.b_writes.registrations)} registrations in ${fmt(projection.b_writes.transactions)} transactions (mean batch ${fmt(projection.b_writes.mean_batch, 1)}), ${fmt(projection.b_writes.mean_registration_ms, 1)} ms each in B's server.`,
+      );
+      out.push(
+        `Sink calls (A's rollcall_consul_operations_total): register ok ${fmt(projection.consul_calls.register_ok)}, error ${fmt(projection.consul_calls.register_error)}, rejected by the breaker ${fmt(projection.consul_calls.rejected)}; B's /v1/catalog/service/${SINK_SERVICE} lists ${fmt(projection.catalog_count)}.`,
+      );
     }
     out.push('');
     out.push(`CPU by process (% of one core; the machine has ${machine.cores * 100}%); "A" is B during the fan-out:`);
     if (middle) cpuRows.push(cpuRow(`C2. fan-out wake (round ${middle.round})`, middle.cpu));
     out.push(table(['Phase', 'A', 'B', 'postgres', 'loadgen', 'other', 'machine busy'], cpuRows));
-    const phases: Array<[string, PhaseCpu]> = [['C1. sink off', off.cpu], ['C1. sink on', on.cpu], ...(projection ? [['C1. draining into B', projection.drain_cpu] as [string, PhaseCpu]] : []), ...rounds.map((round) => [`C2. round ${round.round}`, round.cpu] as [string, PhaseCpu])];
+    const phases: Array<[string, PhaseCpu]> = [
+      ['C1. sink off', off.cpu],
+      ['C1. sink on', on.cpu],
+      ...(projection ? [['C1. draining into B', projection.drain_cpu] as [string, PhaseCpu]] : []),
+      ...rounds.map((round) => [`C2. round ${round.round}`, round.cpu] as [string, PhaseCpu]),
+    ];
     const interference = phases.filter(([, cpu]) => cpu.a.other - cpu.b >= 10);
     if (interference.length > 0) {
       out.push('');

@@ -438,9 +438,11 @@ async function steadyIntrospections(
         maxLagMs = Math.max(maxLagMs, now - (start + (sent * 1000) / rate));
         messages.push(introspectionMessage(nextNode(), { bench_run: runId, bench_phase: phase, bench_seq: sent, bench_produced_at: nowMs() }));
       }
-      sends.push(producer.send({ topic, acks: -1, messages }).catch(() => {
-        sendErrors += messages.length;
-      }));
+      sends.push(
+        producer.send({ topic, acks: -1, messages }).catch(() => {
+          sendErrors += messages.length;
+        }),
+      );
     }
     await sleep(1);
   }
@@ -487,10 +489,7 @@ export async function kafkaSection(context: KafkaSectionContext): Promise<string
   // a fresh group and a fresh database; all removed at the end.
   const nodeTopics = [topics.introspection, topics.heartbeat, topics.tombstone, topics.deadLetter];
   const orderedTopics = [topics.requestIntrospection, topics.topologyDiff];
-  await createTopicsAndWait(admin, [
-    ...nodeTopics.map((name) => ({ name, partitions: PARTITIONS })),
-    ...orderedTopics.map((name) => ({ name, partitions: 1 })),
-  ]);
+  await createTopicsAndWait(admin, [...nodeTopics.map((name) => ({ name, partitions: PARTITIONS })), ...orderedTopics.map((name) => ({ name, partitions: 1 }))]);
   deferCleanup(async () => {
     await admin.deleteGroups([group, diffGroup]).catch(() => undefined);
     await admin.deleteTopics({ topics: [...nodeTopics, ...orderedTopics] }).catch((error: unknown) => log(`could not delete topics ${prefix}.*: ${(error as Error).message}`));
@@ -566,7 +565,9 @@ export async function kafkaSection(context: KafkaSectionContext): Promise<string
     const k1Metrics = await serverMetrics(first.srv);
     const k1Rss = rssOf(first.srv);
     if (k1.deadLettered > 0) failures.push(`kafka K1: ${k1.deadLettered} introspections dead-lettered`);
-    log(`   ${fmt(k1.perSecond)} introspections/s durable (${fmt(n)} in ${fmt(k1.seconds, 2)} s; steady ${fmt(k1.steadyPerSecond)}/s), mean batch ${fmt(histogramDelta(emptyHistogram(), k1Metrics.busBatch).mean, 1)} events, ${fmt(histogramDelta(emptyHistogram(), k1Metrics.writeBatch).mean, 1)} writes per transaction`);
+    log(
+      `   ${fmt(k1.perSecond)} introspections/s durable (${fmt(n)} in ${fmt(k1.seconds, 2)} s; steady ${fmt(k1.steadyPerSecond)}/s), mean batch ${fmt(histogramDelta(emptyHistogram(), k1Metrics.busBatch).mean, 1)} events, ${fmt(histogramDelta(emptyHistogram(), k1Metrics.writeBatch).mean, 1)} writes per transaction`,
+    );
     // The relay publishes the N changes meanwhile; let it finish so it does not run into K2.
     let relayCaughtUp: number | null = null;
     for (let metrics = k1Metrics; ; metrics = await serverMetrics(first.srv)) {
@@ -722,11 +723,32 @@ export async function kafkaSection(context: KafkaSectionContext): Promise<string
     const hbBatch = (section.heartbeats as { bus_batch: HistogramDelta }).bus_batch;
     const p = k3.produce_to_published_ms;
     const rows: string[][] = [
-      ['K1. Kafka introspections/s (durable)', `${fmt(k1.perSecond)}/s  (${fmt(n)} in ${fmt(k1.seconds, 2)} s, steady ${fmt(k1.steadyPerSecond)}/s; producer alone ${fmt(producedIntrospections.perSecond)}/s)`, `>= ${fmt(KAFKA_TARGETS.introspectionsPerSecond)}/s`, verdict(k1.perSecond >= KAFKA_TARGETS.introspectionsPerSecond)],
-      ['K2. Kafka heartbeats/s', `${fmt(k2.perSecond)}/s  (${fmt(m)} in ${fmt(k2.seconds, 2)} s, steady ${fmt(k2.steadyPerSecond)}/s; durable ${fmt(k2Durable)}/s; producer alone ${fmt(producedHeartbeats.perSecond)}/s)`, `>= ${fmt(KAFKA_TARGETS.heartbeatsPerSecond)}/s`, verdict(k2.perSecond >= KAFKA_TARGETS.heartbeatsPerSecond)],
-      [`K3. Produce → TOPOLOGY_DIFF @ ${fmt(LATENCY_RATE)}/s`, `p50 ${ms(r.p50)} / p99 ${ms(r.p99)} / max ${ms(r.max)} received  (published: p50 ${ms(p.p50)} / p99 ${ms(p.p99)}; ${fmt(k3.received)}/${fmt(expected)} changes)`, `p99 < ${KAFKA_TARGETS.diffP99Ms} ms`, verdict(k3.missing === 0 && r.p99 < KAFKA_TARGETS.diffP99Ms)],
+      [
+        'K1. Kafka introspections/s (durable)',
+        `${fmt(k1.perSecond)}/s  (${fmt(n)} in ${fmt(k1.seconds, 2)} s, steady ${fmt(k1.steadyPerSecond)}/s; producer alone ${fmt(producedIntrospections.perSecond)}/s)`,
+        `>= ${fmt(KAFKA_TARGETS.introspectionsPerSecond)}/s`,
+        verdict(k1.perSecond >= KAFKA_TARGETS.introspectionsPerSecond),
+      ],
+      [
+        'K2. Kafka heartbeats/s',
+        `${fmt(k2.perSecond)}/s  (${fmt(m)} in ${fmt(k2.seconds, 2)} s, steady ${fmt(k2.steadyPerSecond)}/s; durable ${fmt(k2Durable)}/s; producer alone ${fmt(producedHeartbeats.perSecond)}/s)`,
+        `>= ${fmt(KAFKA_TARGETS.heartbeatsPerSecond)}/s`,
+        verdict(k2.perSecond >= KAFKA_TARGETS.heartbeatsPerSecond),
+      ],
+      [
+        `K3. Produce → TOPOLOGY_DIFF @ ${fmt(LATENCY_RATE)}/s`,
+        `p50 ${ms(r.p50)} / p99 ${ms(r.p99)} / max ${ms(r.max)} received  (published: p50 ${ms(p.p50)} / p99 ${ms(p.p99)}; ${fmt(k3.received)}/${fmt(expected)} changes)`,
+        `p99 < ${KAFKA_TARGETS.diffP99Ms} ms`,
+        verdict(k3.missing === 0 && r.p99 < KAFKA_TARGETS.diffP99Ms),
+      ],
     ];
-    const cpuRows = ([['K1. introspections', cpu1], ['K2. heartbeats', cpu2], [`K3. ${fmt(LATENCY_RATE)} introspections/s`, cpu3]] as Array<[string, KafkaCpuUse]>).map(([name, use]) => [
+    const cpuRows = (
+      [
+        ['K1. introspections', cpu1],
+        ['K2. heartbeats', cpu2],
+        [`K3. ${fmt(LATENCY_RATE)} introspections/s`, cpu3],
+      ] as Array<[string, KafkaCpuUse]>
+    ).map(([name, use]) => [
       name,
       `${fmt(use.server)}%`,
       `${fmt(use.postgres)}%`,
@@ -736,19 +758,35 @@ export async function kafkaSection(context: KafkaSectionContext): Promise<string
       `${fmt(use.machine_busy)}% / ${machine.cores * 100}%`,
     ]);
     out.push('Kafka event plane');
-    out.push(`server: child process with Kafka at ${BROKERS.join(',')} (topics ${prefix}.*, ${PARTITIONS} partitions, group ${group}), database …/${dbName}; producer and diff reader (kafkajs) in this process`);
-    out.push(`introspection event ${fmt(introspectionBytes)} B (payload ${fmt(payloadBytes)} B), heartbeat event ${fmt(heartbeatBytes)} B; K1 and K2 are produced before the server starts and timed from its consumer joining the group`);
+    out.push(
+      `server: child process with Kafka at ${BROKERS.join(',')} (topics ${prefix}.*, ${PARTITIONS} partitions, group ${group}), database …/${dbName}; producer and diff reader (kafkajs) in this process`,
+    );
+    out.push(
+      `introspection event ${fmt(introspectionBytes)} B (payload ${fmt(payloadBytes)} B), heartbeat event ${fmt(heartbeatBytes)} B; K1 and K2 are produced before the server starts and timed from its consumer joining the group`,
+    );
     out.push('');
     out.push(table(['Figure', 'Result', 'Target', 'vs target'], rows));
     out.push('');
-    out.push(`K1: mean ${fmt(introBatch.bus_batch.mean, 1)} events per consumed batch, ${fmt(introBatch.write_batch.mean, 1)} registrations per transaction (${fmt(introBatch.write_batch.count)} transactions); offsets committed ${fmt(k1.committedAfterMs)} ms after the last write; relay published every change ${relayCaughtUp === null ? 'not within 120 s' : `${fmt(relayCaughtUp, 2)} s after the join`} (${fmt(relayMetrics.diffsPublished)} diffs).`);
+    out.push(
+      `K1: mean ${fmt(introBatch.bus_batch.mean, 1)} events per consumed batch, ${fmt(introBatch.write_batch.mean, 1)} registrations per transaction (${fmt(introBatch.write_batch.count)} transactions); offsets committed ${fmt(k1.committedAfterMs)} ms after the last write; relay published every change ${relayCaughtUp === null ? 'not within 120 s' : `${fmt(relayCaughtUp, 2)} s after the join`} (${fmt(relayMetrics.diffsPublished)} diffs).`,
+    );
     out.push(`K2: mean ${fmt(hbBatch.mean, 1)} events per consumed batch; offsets covering every heartbeat committed ${fmt(k2.committedAfterMs)} ms after the last was counted.`);
-    out.push(`K3: produce → registry write p50 ${ms(k3.produce_to_committed_ms.p50)} / p99 ${ms(k3.produce_to_committed_ms.p99)}, write → diff published p50 ${ms(k3.committed_to_published_ms.p50)} / p99 ${ms(k3.committed_to_published_ms.p99)}, published → received p50 ${ms(k3.published_to_received_ms.p50)} / p99 ${ms(k3.published_to_received_ms.p99)}; ${fmt(k3.mean_changes_per_diff, 1)} changes per diff; producer at most ${fmt(k3.producer.max_lag_ms, 1)} ms behind schedule.`);
-    out.push(`Server RSS: ${fmt(k1Rss.rss_mb)} MB after K1 (peak ${fmt(k1Rss.peak_rss_mb)} MB), ${fmt(k2Rss.rss_mb)} MB after K2, ${fmt(k3Rss.rss_mb)} MB after K3 (peak ${fmt(k3Rss.peak_rss_mb)} MB; K2 and K3 share the second server).`);
+    out.push(
+      `K3: produce → registry write p50 ${ms(k3.produce_to_committed_ms.p50)} / p99 ${ms(k3.produce_to_committed_ms.p99)}, write → diff published p50 ${ms(k3.committed_to_published_ms.p50)} / p99 ${ms(k3.committed_to_published_ms.p99)}, published → received p50 ${ms(k3.published_to_received_ms.p50)} / p99 ${ms(k3.published_to_received_ms.p99)}; ${fmt(k3.mean_changes_per_diff, 1)} changes per diff; producer at most ${fmt(k3.producer.max_lag_ms, 1)} ms behind schedule.`,
+    );
+    out.push(
+      `Server RSS: ${fmt(k1Rss.rss_mb)} MB after K1 (peak ${fmt(k1Rss.peak_rss_mb)} MB), ${fmt(k2Rss.rss_mb)} MB after K2, ${fmt(k3Rss.rss_mb)} MB after K3 (peak ${fmt(k3Rss.peak_rss_mb)} MB; K2 and K3 share the second server).`,
+    );
     out.push('');
     out.push(`CPU by process during each Kafka phase (% of one core; the machine has ${machine.cores * 100}%; K1/K2 from the server answering /health to the last event):`);
     out.push(table(['Phase', 'server', 'postgres', 'kafka', 'loadgen', 'other', 'machine busy'], cpuRows));
-    const interference = ([['K1', cpu1], ['K2', cpu2], ['K3', cpu3]] as Array<[string, KafkaCpuUse]>).filter(([, use]) => use.other >= 10);
+    const interference = (
+      [
+        ['K1', cpu1],
+        ['K2', cpu2],
+        ['K3', cpu3],
+      ] as Array<[string, KafkaCpuUse]>
+    ).filter(([, use]) => use.other >= 10);
     if (interference.length > 0) {
       out.push('');
       out.push('WARNING: other processes used the CPU during the Kafka phases:');

@@ -209,7 +209,17 @@ async function stuckReaders(server: RunningServer, failures: string[]): Promise<
   for (const socket of readers) socket.destroy();
   agent.destroy();
   await sleep(500);
-  return { readers: STUCK_READERS, changes: STREAM_CHANGES, change_bytes: paddedRegistration(0, STREAM_PADDING).length, seconds: Math.round(seconds * 10) / 10, before, with_stuck_readers: withReaders, streams_dropped: dropped, streams_open: open, after_readers_gone: memory() };
+  return {
+    readers: STUCK_READERS,
+    changes: STREAM_CHANGES,
+    change_bytes: paddedRegistration(0, STREAM_PADDING).length,
+    seconds: Math.round(seconds * 10) / 10,
+    before,
+    with_stuck_readers: withReaders,
+    streams_dropped: dropped,
+    streams_open: open,
+    after_readers_gone: memory(),
+  };
 }
 
 /** R3: seconds from SIGTERM to exit with 1,000 watchers open. */
@@ -218,7 +228,11 @@ async function shutdownWithWatchers(server: Server, failures: string[]): Promise
   const { longPolls, blockingQueries, streams } = SHUTDOWN_WATCHERS;
   const version = (JSON.parse((await get(agent, `${server.url}/api/v1/topology`)).body) as { version: number }).version;
   const index = (await get(agent, `${server.url}/v1/catalog/services?ns=nobody`)).headers['x-consul-index'] as string;
-  const settle = (request: Promise<unknown>): Promise<boolean> => request.then(() => true, () => false);
+  const settle = (request: Promise<unknown>): Promise<boolean> =>
+    request.then(
+      () => true,
+      () => false,
+    );
   const watchers = [
     ...Array.from({ length: longPolls }, () => settle(get(agent, `${server.url}/api/v1/topology/changes?since=${version}&wait=5m&namespace=nobody`))),
     ...Array.from({ length: blockingQueries }, () => settle(get(agent, `${server.url}/v1/catalog/services?ns=nobody&index=${index}&wait=10m`))),
@@ -226,7 +240,11 @@ async function shutdownWithWatchers(server: Server, failures: string[]): Promise
   ];
   await until('1,000 watchers open', async () => {
     const text = await metricsText(server);
-    return metricValue(text, 'rollcall_topology_watchers{kind="long_poll"}') === longPolls && metricValue(text, 'rollcall_topology_watchers{kind="stream"}') === streams && metricValue(text, 'rollcall_consul_blocking_parked') === blockingQueries;
+    return (
+      metricValue(text, 'rollcall_topology_watchers{kind="long_poll"}') === longPolls &&
+      metricValue(text, 'rollcall_topology_watchers{kind="stream"}') === streams &&
+      metricValue(text, 'rollcall_consul_blocking_parked') === blockingQueries
+    );
   });
   const signalled = performance.now();
   server.child.kill('SIGTERM');
@@ -242,7 +260,12 @@ async function shutdownWithWatchers(server: Server, failures: string[]): Promise
   }
   const settled = await Promise.all(watchers);
   agent.destroy();
-  return { watchers: { long_polls: longPolls, blocking_queries: blockingQueries, streams }, seconds_to_exit: Math.round(seconds * 100) / 100, exit_code: code === 'timeout' ? null : code, watchers_answered: settled.filter(Boolean).length };
+  return {
+    watchers: { long_polls: longPolls, blocking_queries: blockingQueries, streams },
+    seconds_to_exit: Math.round(seconds * 100) / 100,
+    exit_code: code === 'timeout' ? null : code,
+    watchers_answered: settled.filter(Boolean).length,
+  };
 }
 
 export async function readersSection(context: ReadersSectionContext): Promise<string[]> {
@@ -279,12 +302,21 @@ export async function readersSection(context: ReadersSectionContext): Promise<st
         [
           [`heap before ${fmt(polls.long_polls as number)} long-polls`, `${fmt(pollBefore.heap_used_mb, 1)} MB (RSS ${fmt(pollBefore.rss_mb)} MB)`],
           [`heap after ${fmt(LONG_POLLS_SEQUENTIAL)} in sequence`, `${fmt((polls.after_sequential as Memory).heap_used_mb, 1)} MB`],
-          [`heap after ${fmt(LONG_POLL_ROUNDS * LONG_POLLS_PER_ROUND)} more, ${LONG_POLLS_PER_ROUND} at a time`, `${fmt(pollAfter.heap_used_mb, 1)} MB (RSS ${fmt(pollAfter.rss_mb)} MB), ${fmt(polls.seconds as number, 1)} s in all`],
+          [
+            `heap after ${fmt(LONG_POLL_ROUNDS * LONG_POLLS_PER_ROUND)} more, ${LONG_POLLS_PER_ROUND} at a time`,
+            `${fmt(pollAfter.heap_used_mb, 1)} MB (RSS ${fmt(pollAfter.rss_mb)} MB), ${fmt(polls.seconds as number, 1)} s in all`,
+          ],
           ['live-view listeners before / after; long-polls left', `${String(polls.view_listeners_before)} / ${String(polls.view_listeners_after)}; ${fmt(polls.watchers_left as number | null)}`],
           [`memory before ${STUCK_READERS} stuck SSE readers`, `RSS ${fmt(stuckBefore.rss_mb)} MB, heap ${fmt(stuckBefore.heap_used_mb, 1)} MB, buffers ${fmt(stuckBefore.external_mb)} MB`],
-          [`with them, after ${fmt(STREAM_CHANGES)} changes of ${fmt((stuck.change_bytes as number) / 1024, 1)} KiB`, `RSS ${fmt(stuckWith.rss_mb)} MB, heap ${fmt(stuckWith.heap_used_mb, 1)} MB, buffers ${fmt(stuckWith.external_mb)} MB`],
+          [
+            `with them, after ${fmt(STREAM_CHANGES)} changes of ${fmt((stuck.change_bytes as number) / 1024, 1)} KiB`,
+            `RSS ${fmt(stuckWith.rss_mb)} MB, heap ${fmt(stuckWith.heap_used_mb, 1)} MB, buffers ${fmt(stuckWith.external_mb)} MB`,
+          ],
           ['streams dropped as slow readers; still open', `${fmt(stuck.streams_dropped as number | null)}; ${fmt(stuck.streams_open as number | null)}`],
-          ['SIGTERM to exit, 1,000 watchers open', `${fmt(shutdown.seconds_to_exit as number, 2)} s (exit code ${String(shutdown.exit_code)}, ${String(shutdown.watchers_answered)} of 1,000 answered)`],
+          [
+            'SIGTERM to exit, 1,000 watchers open',
+            `${fmt(shutdown.seconds_to_exit as number, 2)} s (exit code ${String(shutdown.exit_code)}, ${String(shutdown.watchers_answered)} of 1,000 answered)`,
+          ],
         ],
       ),
     );

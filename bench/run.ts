@@ -132,7 +132,6 @@ async function onlineBenchNodes(server: Server): Promise<number> {
   return health.nodes.online - 1; // the registry registers itself
 }
 
-
 async function writeBatchStats(server: Server): Promise<{ sum: number; count: number }> {
   const text = await metricsText(server);
   return { sum: metricValue(text, 'rollcall_write_batch_size_sum') ?? 0, count: metricValue(text, 'rollcall_write_batch_size_count') ?? 0 };
@@ -140,8 +139,6 @@ async function writeBatchStats(server: Server): Promise<{ sum: number; count: nu
 
 // ---------------------------------------------------------------------------------------------
 // Load: open-loop (paced) with node:http (closed-loop autocannon: cannon() in common.ts)
-
-
 
 interface PacedStats {
   offeredPerSecond: number;
@@ -202,25 +199,28 @@ function paced(server: Server, agent: Agent, rate: number, seconds: number, path
       const written = performance.now();
       inFlight += 1;
       maxInFlight = Math.max(maxInFlight, inFlight);
-      const request = httpRequest({
-        agent,
-        host: '127.0.0.1',
-        port: server.port,
-        method: 'POST',
-        path,
-        headers: { ...JSON_HEADERS, 'content-length': Buffer.byteLength(payload) },
-      }, (response) => {
-        response.resume();
-        response.once('end', () => {
-          const now = performance.now();
-          fromDue.push(now - due);
-          service.push(now - written);
-          const code = response.statusCode ?? 0;
-          statusCodes[code] = (statusCodes[code] ?? 0) + 1;
-          if (code >= 200 && code < 300) ok += 1;
-          finish();
-        });
-      });
+      const request = httpRequest(
+        {
+          agent,
+          host: '127.0.0.1',
+          port: server.port,
+          method: 'POST',
+          path,
+          headers: { ...JSON_HEADERS, 'content-length': Buffer.byteLength(payload) },
+        },
+        (response) => {
+          response.resume();
+          response.once('end', () => {
+            const now = performance.now();
+            fromDue.push(now - due);
+            service.push(now - written);
+            const code = response.statusCode ?? 0;
+            statusCodes[code] = (statusCodes[code] ?? 0) + 1;
+            if (code >= 200 && code < 300) ok += 1;
+            finish();
+          });
+        },
+      );
       request.setTimeout(30_000, () => request.destroy(new Error('timed out')));
       request.once('error', () => {
         errors += 1;
@@ -243,7 +243,6 @@ function paced(server: Server, agent: Agent, rate: number, seconds: number, path
 
 // ---------------------------------------------------------------------------------------------
 // Phases
-
 
 /** Registers new nodes until `target` bench nodes are online, printing progress every 10k. */
 async function fillTo(server: Server, target: number, failures: string[]): Promise<{ registered: number; seconds: number; perSecond: number }> {
@@ -283,7 +282,6 @@ async function fillTo(server: Server, target: number, failures: string[]): Promi
   const seconds = (performance.now() - startedAt) / 1000;
   return { registered, seconds: Math.round(seconds * 100) / 100, perSecond: Math.round(registered / seconds) };
 }
-
 
 interface ListQuery {
   name: string;
@@ -337,7 +335,14 @@ async function main(): Promise<number> {
     mode: QUICK ? 'quick' : 'full',
     sections: [...SECTIONS],
     machine,
-    settings: { ...SETTINGS, register_connections: REGISTER_CONNECTIONS, heartbeat_connections: HEARTBEAT_CONNECTIONS, list_connections: LIST_CONNECTIONS, paced_rate: PACED_RATE, server_node_args: SERVER_NODE_ARGS },
+    settings: {
+      ...SETTINGS,
+      register_connections: REGISTER_CONNECTIONS,
+      heartbeat_connections: HEARTBEAT_CONNECTIONS,
+      list_connections: LIST_CONNECTIONS,
+      paced_rate: PACED_RATE,
+      server_node_args: SERVER_NODE_ARGS,
+    },
     targets: TARGETS,
   };
   const out: string[] = [];
@@ -352,7 +357,9 @@ async function main(): Promise<number> {
     const background = cpuBetween(quietBefore, await cpuSnapshot(), undefined);
     results.background_load_before_start = background;
     if (background.machine_busy > 15) {
-      log(`WARNING: the machine is not idle before the benchmark: ${fmt(background.machine_busy)}% of ${machine.cores * 100}% busy (${background.other_top.join(', ') || 'unattributed'}); figures will be lower than on a quiet machine`);
+      log(
+        `WARNING: the machine is not idle before the benchmark: ${fmt(background.machine_busy)}% of ${machine.cores * 100}% busy (${background.other_top.join(', ') || 'unattributed'}); figures will be lower than on a quiet machine`,
+      );
     }
     const stats = new pg.Client({ connectionString: ADMIN_URL });
     await stats.connect();
@@ -367,8 +374,12 @@ async function main(): Promise<number> {
       await stats.end();
     }
     out.push('');
-    out.push(`rollcall ${PACKAGE.version} benchmark (${QUICK ? 'QUICK smoke run: BENCH_QUICK=1' : 'full run'}${SECTIONS.size < ALL_SECTIONS.length ? `, only ${[...SECTIONS].join(', ')}: BENCH_ONLY` : ''}), ${startedAt.toISOString()}`);
-    out.push(`machine: ${machine.cores} cores (${machine.cpu_model}), ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}; PostgreSQL ${machine.postgres} on ${new URL(ADMIN_URL).host}`);
+    out.push(
+      `rollcall ${PACKAGE.version} benchmark (${QUICK ? 'QUICK smoke run: BENCH_QUICK=1' : 'full run'}${SECTIONS.size < ALL_SECTIONS.length ? `, only ${[...SECTIONS].join(', ')}: BENCH_ONLY` : ''}), ${startedAt.toISOString()}`,
+    );
+    out.push(
+      `machine: ${machine.cores} cores (${machine.cpu_model}), ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}; PostgreSQL ${machine.postgres} on ${new URL(ADMIN_URL).host}`,
+    );
 
     const context: SectionContext = { root, results, failures, machine, background };
     // Each section has its own server and database; one that breaks does not stop the next.
@@ -445,7 +456,9 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     check('warm-up', describeFailures(warm));
     log(`1. registrations: ${SETTINGS.phaseSeconds} s, ${REGISTER_CONNECTIONS} connections, a new node per request`);
     const batchBefore = await writeBatchStats(srv);
-    const reg = await measure(srv, () => cannon({ title: 'register', server: srv, method: 'POST', path: REGISTER_PATH, connections: REGISTER_CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: registrationBodyNext }));
+    const reg = await measure(srv, () =>
+      cannon({ title: 'register', server: srv, method: 'POST', path: REGISTER_PATH, connections: REGISTER_CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: registrationBodyNext }),
+    );
     const batchAfter = await writeBatchStats(srv);
     const regBatch = batchAfter.count > batchBefore.count ? (batchAfter.sum - batchBefore.sum) / (batchAfter.count - batchBefore.count) : NaN;
     const added = reg.stats.statusCodes['201'] ?? 0;
@@ -462,10 +475,13 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     const heartbeatBodies = Array.from({ length: heartbeatNodes }, (_, i) => heartbeatBody(i));
     let beat = 0;
     const nextHeartbeat = (): string => heartbeatBodies[beat++ % heartbeatNodes] as string;
-    await cannon({ title: 'warmup', server: srv, method: 'POST', path: HEARTBEAT_PATH, connections: HEARTBEAT_CONNECTIONS, seconds: Math.min(1, SETTINGS.warmupSeconds), body: nextHeartbeat })
-      .then((warmBeats) => check('heartbeat warm-up', describeFailures(warmBeats)));
+    await cannon({ title: 'warmup', server: srv, method: 'POST', path: HEARTBEAT_PATH, connections: HEARTBEAT_CONNECTIONS, seconds: Math.min(1, SETTINGS.warmupSeconds), body: nextHeartbeat }).then(
+      (warmBeats) => check('heartbeat warm-up', describeFailures(warmBeats)),
+    );
     log(`2. heartbeats: ${SETTINGS.phaseSeconds} s, ${HEARTBEAT_CONNECTIONS} connections, round-robin over ${fmt(heartbeatNodes)} nodes`);
-    const hb = await measure(srv, () => cannon({ title: 'heartbeat', server: srv, method: 'POST', path: HEARTBEAT_PATH, connections: HEARTBEAT_CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: nextHeartbeat }));
+    const hb = await measure(srv, () =>
+      cannon({ title: 'heartbeat', server: srv, method: 'POST', path: HEARTBEAT_PATH, connections: HEARTBEAT_CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: nextHeartbeat }),
+    );
     check('heartbeats', describeFailures(hb.stats));
     results.heartbeats = { ...hb.stats, nodes: heartbeatNodes, cpu_pct_of_core: hb.cpu };
     log(`   ${fmt(hb.stats.perSecond)} heartbeats/s, p50 ${ms(hb.stats.latencyMs.p50)}, p99 ${ms(hb.stats.latencyMs.p99)}`);
@@ -473,8 +489,7 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     // 3. Registration latency at a fixed offered load
     // One keep-alive agent for the warm-up and the run: the run starts on open connections.
     const pacedAgent = new Agent({ keepAlive: true, maxSockets: 1024 });
-    await paced(srv, pacedAgent, PACED_RATE, Math.min(2, SETTINGS.warmupSeconds), REGISTER_PATH, registrationBodyNext)
-      .then((warmPaced) => check('paced warm-up', describeFailures(warmPaced)));
+    await paced(srv, pacedAgent, PACED_RATE, Math.min(2, SETTINGS.warmupSeconds), REGISTER_PATH, registrationBodyNext).then((warmPaced) => check('paced warm-up', describeFailures(warmPaced)));
     log(`3. registrations at a steady ${fmt(PACED_RATE)}/s (open loop): ${SETTINGS.phaseSeconds} s`);
     const pacedBatchBefore = await writeBatchStats(srv);
     const fixed = await measure(srv, () => paced(srv, pacedAgent, PACED_RATE, SETTINGS.phaseSeconds, REGISTER_PATH, registrationBodyNext));
@@ -520,7 +535,9 @@ async function httpSection(context: SectionContext): Promise<string[]> {
         cpu_pct_of_core: list.cpu,
         one_connection: { perSecond: single.perSecond, responses: single.responses, latencyMs: single.latencyMs },
       });
-      log(`   ${name}: ${count} rows, ${fmt(Buffer.byteLength(probeText) / 1024)} KB, ${fmt(list.stats.perSecond)}/s, p50 ${ms(list.stats.latencyMs.p50)}, p99 ${ms(list.stats.latencyMs.p99)}; 1 connection p50 ${ms(single.latencyMs.p50)}`);
+      log(
+        `   ${name}: ${count} rows, ${fmt(Buffer.byteLength(probeText) / 1024)} KB, ${fmt(list.stats.perSecond)}/s, p50 ${ms(list.stats.latencyMs.p50)}, p99 ${ms(list.stats.latencyMs.p99)}; 1 connection p50 ${ms(single.latencyMs.p50)}`,
+      );
     }
     results.list_queries = { nodes_online: nodesOnline, connections: LIST_CONNECTIONS, queries: listResults };
 
@@ -544,14 +561,39 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     const listRows = listResults.map((entry) => {
       const latency = entry.latencyMs as Percentiles;
       const single = (entry.one_connection as { latencyMs: Percentiles }).latencyMs;
-      return [`4. List ${String(entry.name)} (${String(entry.page_count)} rows)`, `p50 ${ms(latency.p50)} / p99 ${ms(latency.p99)}  (${fmt(entry.perSecond as number)}/s; 1 conn: p50 ${ms(single.p50)} / p99 ${ms(single.p99)})`, `p99 < ${TARGETS.listP99Ms} ms`, verdict(latency.p99 < TARGETS.listP99Ms)];
+      return [
+        `4. List ${String(entry.name)} (${String(entry.page_count)} rows)`,
+        `p50 ${ms(latency.p50)} / p99 ${ms(latency.p99)}  (${fmt(entry.perSecond as number)}/s; 1 conn: p50 ${ms(single.p50)} / p99 ${ms(single.p99)})`,
+        `p99 < ${TARGETS.listP99Ms} ms`,
+        verdict(latency.p99 < TARGETS.listP99Ms),
+      ];
     });
     const rows: string[][] = [
-      ['1. Durable registrations/s', `${fmt(reg.stats.perSecond)}/s  (p50 ${ms(reg.stats.latencyMs.p50)} / p99 ${ms(reg.stats.latencyMs.p99)}, non-2xx ${reg.stats.non2xx}, errors ${reg.stats.errors})`, `>= ${fmt(TARGETS.registrationsPerSecond)}/s`, verdict(reg.stats.perSecond >= TARGETS.registrationsPerSecond)],
-      ['2. Heartbeats/s', `${fmt(hb.stats.perSecond)}/s  (p50 ${ms(hb.stats.latencyMs.p50)} / p99 ${ms(hb.stats.latencyMs.p99)}, non-2xx ${hb.stats.non2xx}, errors ${hb.stats.errors})`, `>= ${fmt(TARGETS.heartbeatsPerSecond)}/s`, verdict(hb.stats.perSecond >= TARGETS.heartbeatsPerSecond)],
-      [`3. Registration latency @ ${fmt(PACED_RATE)}/s`, `p50 ${ms(fixed.stats.latencyMs.p50)} / p99 ${ms(fixed.stats.latencyMs.p99)}  (achieved ${fmt(fixed.stats.achievedPerSecond)}/s, non-2xx ${fixed.stats.non2xx}, errors ${fixed.stats.errors})`, `p99 < ${TARGETS.pacedP99Ms} ms`, verdict(fixed.stats.latencyMs.p99 < TARGETS.pacedP99Ms)],
+      [
+        '1. Durable registrations/s',
+        `${fmt(reg.stats.perSecond)}/s  (p50 ${ms(reg.stats.latencyMs.p50)} / p99 ${ms(reg.stats.latencyMs.p99)}, non-2xx ${reg.stats.non2xx}, errors ${reg.stats.errors})`,
+        `>= ${fmt(TARGETS.registrationsPerSecond)}/s`,
+        verdict(reg.stats.perSecond >= TARGETS.registrationsPerSecond),
+      ],
+      [
+        '2. Heartbeats/s',
+        `${fmt(hb.stats.perSecond)}/s  (p50 ${ms(hb.stats.latencyMs.p50)} / p99 ${ms(hb.stats.latencyMs.p99)}, non-2xx ${hb.stats.non2xx}, errors ${hb.stats.errors})`,
+        `>= ${fmt(TARGETS.heartbeatsPerSecond)}/s`,
+        verdict(hb.stats.perSecond >= TARGETS.heartbeatsPerSecond),
+      ],
+      [
+        `3. Registration latency @ ${fmt(PACED_RATE)}/s`,
+        `p50 ${ms(fixed.stats.latencyMs.p50)} / p99 ${ms(fixed.stats.latencyMs.p99)}  (achieved ${fmt(fixed.stats.achievedPerSecond)}/s, non-2xx ${fixed.stats.non2xx}, errors ${fixed.stats.errors})`,
+        `p99 < ${TARGETS.pacedP99Ms} ms`,
+        verdict(fixed.stats.latencyMs.p99 < TARGETS.pacedP99Ms),
+      ],
       ...listRows,
-      [`5. Server RSS @ ${fmt(memory.nodes_online)} nodes`, `${fmt(memoryAfterFill.rss_mb)} MB after the fill, ${fmt(memoryAtEnd.rss_mb)} MB after the list queries  (heap used ${fmt(memoryAfterFill.heap_used_mb)} / ${fmt(memoryAtEnd.heap_used_mb)} MB, peak RSS ${fmt(memoryAtEnd.peak_rss_mb)} MB)`, `< ${TARGETS.rssMb} MB`, verdict((memory.rss_mb ?? Infinity) < TARGETS.rssMb)],
+      [
+        `5. Server RSS @ ${fmt(memory.nodes_online)} nodes`,
+        `${fmt(memoryAfterFill.rss_mb)} MB after the fill, ${fmt(memoryAtEnd.rss_mb)} MB after the list queries  (heap used ${fmt(memoryAfterFill.heap_used_mb)} / ${fmt(memoryAtEnd.heap_used_mb)} MB, peak RSS ${fmt(memoryAtEnd.peak_rss_mb)} MB)`,
+        `< ${TARGETS.rssMb} MB`,
+        verdict((memory.rss_mb ?? Infinity) < TARGETS.rssMb),
+      ],
     ];
     const cpuRows: string[][] = [
       ['1. registrations', reg.cpu],
@@ -570,10 +612,16 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     out.push('');
     out.push(table(['Figure', 'Result', 'Target', 'vs target'], rows));
     out.push('');
-    out.push(`Group commit: mean ${fmt(regBatch, 1)} registrations per transaction at full load (${fmt(batchAfter.count - batchBefore.count)} transactions), ${fmt(pacedBatch, 1)} at ${fmt(PACED_RATE)}/s.`);
+    out.push(
+      `Group commit: mean ${fmt(regBatch, 1)} registrations per transaction at full load (${fmt(batchAfter.count - batchBefore.count)} transactions), ${fmt(pacedBatch, 1)} at ${fmt(PACED_RATE)}/s.`,
+    );
     out.push(`Fill: ${fmt(fill.stats.registered)} registrations in ${fmt(fill.stats.seconds, 1)} s (${fmt(fill.stats.perSecond)}/s at ${FILL_CONNECTIONS} connections).`);
-    out.push(`Fixed-rate latency is counted from when each request was due (open loop); from when it was written: p50 ${ms(fixed.stats.serviceMs.p50)} / p99 ${ms(fixed.stats.serviceMs.p99)}; at most ${fixed.stats.maxInFlight} in flight.`);
-    out.push(`Database at the end: ${sizes ? `${fmt(sizes.database_mb)} MB (node_registrations ${fmt(sizes.node_registrations_mb)} MB, topology_changes ${fmt(sizes.topology_changes_mb)} MB, node_leases ${fmt(sizes.node_leases_mb)} MB)` : 'unknown'}.`);
+    out.push(
+      `Fixed-rate latency is counted from when each request was due (open loop); from when it was written: p50 ${ms(fixed.stats.serviceMs.p50)} / p99 ${ms(fixed.stats.serviceMs.p99)}; at most ${fixed.stats.maxInFlight} in flight.`,
+    );
+    out.push(
+      `Database at the end: ${sizes ? `${fmt(sizes.database_mb)} MB (node_registrations ${fmt(sizes.node_registrations_mb)} MB, topology_changes ${fmt(sizes.topology_changes_mb)} MB, node_leases ${fmt(sizes.node_leases_mb)} MB)` : 'unknown'}.`,
+    );
     out.push('');
     out.push(`CPU by process during each phase (% of one core; the machine has ${machine.cores * 100}%):`);
     out.push(table(['Phase', 'server', 'postgres', 'loadgen', 'other', 'machine busy'], cpuRows));
@@ -586,7 +634,9 @@ async function httpSection(context: SectionContext): Promise<string[]> {
     ].filter(([, use]) => use.other >= 10);
     if (background.machine_busy > 15 || interference.length > 0) {
       out.push('');
-      out.push(`WARNING: other processes used the CPU during the HTTP phases (before start: ${fmt(background.machine_busy)}% busy${background.other_top.length > 0 ? `: ${background.other_top.join(', ')}` : ''}).`);
+      out.push(
+        `WARNING: other processes used the CPU during the HTTP phases (before start: ${fmt(background.machine_busy)}% busy${background.other_top.length > 0 ? `: ${background.other_top.join(', ')}` : ''}).`,
+      );
       for (const [name, use] of interference) out.push(`  ${name}: other ${fmt(use.other)}%${use.other_top.length > 0 ? ` (${use.other_top.join(', ')})` : ''}`);
       out.push('  Figures from a shared machine understate rollcall; rerun on a quiet one to compare with the targets.');
     }
@@ -622,7 +672,6 @@ async function memorySample(server: Server): Promise<MemorySample> {
     external_mb: mb(metricValue(metrics, 'rollcall_nodejs_external_memory_bytes')),
   };
 }
-
 
 async function databaseSizes(url: string): Promise<Record<string, number> | null> {
   const client = new pg.Client({ connectionString: url });

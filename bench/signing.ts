@@ -52,9 +52,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const SETTINGS = QUICK
-  ? { warmupSeconds: 0.5, phaseSeconds: 2, bodies: 20_000 }
-  : { warmupSeconds: 1, phaseSeconds: 6, bodies: 40_000 };
+const SETTINGS = QUICK ? { warmupSeconds: 0.5, phaseSeconds: 2, bodies: 20_000 } : { warmupSeconds: 1, phaseSeconds: 6, bodies: 40_000 };
 /**
  * Distinct nodes, each with its own key and SVID (issuing takes ~5 ms each). More than the
  * connections, so that no two requests in flight are about the same node.
@@ -97,12 +95,15 @@ async function issueNode(ca: CertificateAuthority, i: number): Promise<NodeCrede
   const id = nodeId(i);
   const spiffeId = nodeSpiffeId(TRUST_DOMAIN, NODE_TYPE, id);
   const keys = await crypto.subtle.generateKey(KEY_ALGORITHM, false, ['sign', 'verify']);
-  const csr = await Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${id}`,
-    keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
-  }, crypto);
+  const csr = await Pkcs10CertificateRequestGenerator.create(
+    {
+      name: `CN=${id}`,
+      keys,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      extensions: [new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
+    },
+    crypto,
+  );
   const svid = await ca.issue(csr, spiffeId, SVID_TTL_SECONDS, { namespace: NAMESPACE });
   return { nodeId: id, spiffeId, certificatePem: svid.certificate, privateKey: keys.privateKey };
 }
@@ -300,7 +301,9 @@ async function modeRun(root: string, prepared: Prepared, mode: Mode, failures: s
     const warmup = await cannon({ title: 'warmup', server: srv, method: 'POST', path: INTROSPECTION_PATH, connections: CONNECTIONS, seconds: SETTINGS.warmupSeconds, body: next });
     check('warm-up', warmup);
     const before = await counters(srv);
-    const measured = await measure(srv, () => cannon({ title: `introspection ${mode}`, server: srv, method: 'POST', path: INTROSPECTION_PATH, connections: CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: next }));
+    const measured = await measure(srv, () =>
+      cannon({ title: `introspection ${mode}`, server: srv, method: 'POST', path: INTROSPECTION_PATH, connections: CONNECTIONS, seconds: SETTINGS.phaseSeconds, body: next }),
+    );
     const after = await counters(srv);
     check('load', measured.stats);
     if (cursor > bodies.length) {
@@ -327,7 +330,9 @@ async function modeRun(root: string, prepared: Prepared, mode: Mode, failures: s
     };
     if (run.server.unchanged > 0) failures.push(`signing ${mode}: ${run.server.unchanged} introspections were unchanged (heartbeats), not writes`);
     if (run.server.signature_rejections > 0) failures.push(`signing ${mode}: ${run.server.signature_rejections} signature rejections`);
-    log(`   ${fmt(run.load.perSecond)} registrations/s, p50 ${ms(run.load.latencyMs.p50)}, p99 ${ms(run.load.latencyMs.p99)} (added ${fmt(run.server.added)}, updated ${fmt(run.server.updated)}, unchanged ${fmt(run.server.unchanged)}; mean batch ${fmt(run.server.mean_batch, 1)}, ${fmt(run.server.mean_registration_ms, 2)} ms in the route); CPU server ${fmt(run.cpu.server)}%, postgres ${fmt(run.cpu.postgres)}%, loadgen ${fmt(run.cpu.loadgen)}%`);
+    log(
+      `   ${fmt(run.load.perSecond)} registrations/s, p50 ${ms(run.load.latencyMs.p50)}, p99 ${ms(run.load.latencyMs.p99)} (added ${fmt(run.server.added)}, updated ${fmt(run.server.updated)}, unchanged ${fmt(run.server.unchanged)}; mean batch ${fmt(run.server.mean_batch, 1)}, ${fmt(run.server.mean_registration_ms, 2)} ms in the route); CPU server ${fmt(run.cpu.server)}%, postgres ${fmt(run.cpu.postgres)}%, loadgen ${fmt(run.cpu.loadgen)}%`,
+    );
     return run;
   } catch (error) {
     if (server && server.output.length > 0) log(`last server output:\n${server.output.slice(-20).join('\n')}`);
@@ -385,7 +390,9 @@ export async function signingSection(context: SigningSectionContext): Promise<st
   const out: string[] = [];
   out.push('Signed introspections');
   out.push(`servers: children with the same CA (${TRUST_DOMAIN}) and their own databases, ROLLCALL_SIGNATURE_MODE off or enforce; load generator in this process`);
-  out.push(`load: POST ${INTROSPECTION_PATH}, ${SETTINGS.phaseSeconds} s after ${SETTINGS.warmupSeconds} s warm-up, ${CONNECTIONS} connections; the same ${fmt(SETTINGS.bodies)} pre-signed envelopes (${fmt(prepared.bodyBytes)} B, ES256, SVID ${fmt(prepared.certificateBytes)} B inside) in the same order for both:`);
+  out.push(
+    `load: POST ${INTROSPECTION_PATH}, ${SETTINGS.phaseSeconds} s after ${SETTINGS.warmupSeconds} s warm-up, ${CONNECTIONS} connections; the same ${fmt(SETTINGS.bodies)} pre-signed envelopes (${fmt(prepared.bodyBytes)} B, ES256, SVID ${fmt(prepared.certificateBytes)} B inside) in the same order for both:`,
+  );
   out.push(`      ${fmt(NODES)} nodes with an SVID each, every body a new event id and a content change (a durable write);`);
   out.push(`      the warm-up adds every node (${fmt(NODES)} requests) and runs ${SETTINGS.warmupSeconds} s more, so the measured load is updates only`);
   out.push('');

@@ -119,7 +119,18 @@ function runFile(file, index) {
     const started = Date.now();
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...extra, file],
+      [
+        '--import',
+        'tsx',
+        '--test',
+        `--test-timeout=${testTimeoutMs}`,
+        '--test-reporter=spec',
+        '--test-reporter-destination=stdout',
+        '--test-reporter=tap',
+        `--test-reporter-destination=${tap}`,
+        ...extra,
+        file,
+      ],
       {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],

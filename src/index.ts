@@ -7,7 +7,18 @@ export { createLogger } from './config/logger.js';
 export { RollcallError, ERROR_CODES, isRollcallError, type ErrorCode } from './domain/errors.js';
 export type { NodeRecord, Registration, TopologyChange, ChangeType, NodeStatus, HealthStatus, IntrospectionPayload, DagiRegistration } from './domain/node.js';
 // The event plane: the agent SDK (node side), the topology follower (consumer side) and the buses.
-export { NodeAgent, INTROSPECTION_VERSION, AGENT_EVENT_KINDS, type NodeAgentOptions, type AgentIdentity, type IntrospectionState, type AgentTransport, type AgentEventKind, type PublishOutcome, type AgentStats } from './agent/node-agent.js';
+export {
+  NodeAgent,
+  INTROSPECTION_VERSION,
+  AGENT_EVENT_KINDS,
+  type NodeAgentOptions,
+  type AgentIdentity,
+  type IntrospectionState,
+  type AgentTransport,
+  type AgentEventKind,
+  type PublishOutcome,
+  type AgentStats,
+} from './agent/node-agent.js';
 export { BusTransport, type BusTransportOptions } from './agent/bus-transport.js';
 export { HttpTransport, type HttpTransportOptions } from './agent/http-transport.js';
 export { SvidRotator, renewalTime, type SvidRotatorOptions, type SvidRotatorEvents, type SvidRotatorState, type SvidRotation, type SvidRotationFailure } from './agent/svid-rotator.js';

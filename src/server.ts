@@ -17,14 +17,14 @@ import { Registry } from './engine/registry.js';
 import { EventIntake } from './intake/event-intake.js';
 import { ConsulClient } from './projections/consul/consul-client.js';
 import { ConsulSink } from './projections/consul/consul-sink.js';
-import { DnsServer } from './projections/dns/dns-server.js';
+import { DnsServer } from './dns/dns-server.js';
 import { TopologyDiffRelay } from './projections/topology-diff-relay.js';
 import { ApiKeyRing } from './security/api-keys.js';
 import { loadCaFiles } from './security/ca.js';
 import { IdentityService } from './security/identity-service.js';
 import { isMemoryDataDir, lockDataDir, openStore } from './store/open-store.js';
 import { AuditLog } from './security/audit.js';
-import { NamespaceAdmission } from './security/policy.js';
+import { NamespaceAdmission } from './admission/policy.js';
 import { PACKAGE } from './version.js';
 import { FileTrustSource, IntrospectionVerifier, type TrustSource } from './security/introspection-verifier.js';
 
@@ -55,9 +55,7 @@ const HOUR_MS = 3_600_000;
 function assertSecureListener(config: Config, hasKeys: boolean): void {
   if (config.insecure) return;
   const http = isLoopback(config.host) ? null : { field: 'host', what: config.host, instead: 'listen on 127.0.0.1' };
-  const dns = config.dnsPort === undefined || isLoopback(config.dnsHost)
-    ? null
-    : { field: 'dnsHost', what: `DNS on ${config.dnsHost} (dnsHost)`, instead: 'set dnsHost to 127.0.0.1' };
+  const dns = config.dnsPort === undefined || isLoopback(config.dnsHost) ? null : { field: 'dnsHost', what: `DNS on ${config.dnsHost} (dnsHost)`, instead: 'set dnsHost to 127.0.0.1' };
   const open = http ?? dns;
   if (open === null) return;
   const authenticated = config.authMode !== 'off' && (hasKeys || config.authMode === 'keys' || config.jwksUrl !== undefined || tlsClientAuthOf(config) !== 'off');
@@ -77,9 +75,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const https = await loadTlsFiles(config);
   const storeTarget = config.databaseUrl ? redactUrl(config.databaseUrl) : `pglite:${config.dataDir}`;
   // One process owns an embedded folder: a second server (or a CLI command) beside us would lose writes.
-  const folderLock = config.databaseUrl || isMemoryDataDir(config.dataDir)
-    ? undefined
-    : await lockDataDir(config.dataDir, { command: 'serve', hint: 'stop it, or serve another --data-dir' });
+  const folderLock = config.databaseUrl || isMemoryDataDir(config.dataDir) ? undefined : await lockDataDir(config.dataDir, { command: 'serve', hint: 'stop it, or serve another --data-dir' });
   const store = await openStore(
     config.databaseUrl
       ? { kind: 'postgres', url: config.databaseUrl, maxConnections: config.databasePoolSize, onError: (err) => logger.warn({ err }, 'database connection error') }
@@ -169,12 +165,27 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         registry,
         logger,
         client: new ConsulClient({ address: config.consulAddr, token: config.consulToken, timeoutMs: config.consulTimeoutMs }),
-        mapping: { serviceName: config.consulServiceName, check: config.consulCheck, checkInterval: config.consulCheckInterval, checkTimeout: config.consulCheckTimeout, deregisterAfter: config.consulDeregisterAfter, environment: config.kafkaEnvironment, defaultNamespace: config.namespace, namespaces: config.consulNamespaces, namespaceServiceName: config.consulNamespaceServiceName },
+        mapping: {
+          serviceName: config.consulServiceName,
+          check: config.consulCheck,
+          checkInterval: config.consulCheckInterval,
+          checkTimeout: config.consulCheckTimeout,
+          deregisterAfter: config.consulDeregisterAfter,
+          environment: config.kafkaEnvironment,
+          defaultNamespace: config.namespace,
+          namespaces: config.consulNamespaces,
+          namespaceServiceName: config.consulNamespaceServiceName,
+        },
         reconcileIntervalMs: config.consulReconcileIntervalMs,
         concurrency: config.consulConcurrency,
         renewIntervalMs: config.consulRenewIntervalMs,
         retry: { retries: config.consulRetries },
-        breaker: { failureThreshold: config.consulBreakerFailures, resetTimeoutMs: config.consulBreakerResetMs, halfOpenMaxCalls: config.consulBreakerHalfOpenCalls, successThreshold: config.consulBreakerSuccesses },
+        breaker: {
+          failureThreshold: config.consulBreakerFailures,
+          resetTimeoutMs: config.consulBreakerResetMs,
+          halfOpenMaxCalls: config.consulBreakerHalfOpenCalls,
+          successThreshold: config.consulBreakerSuccesses,
+        },
       });
       if (config.consulMode === 'atomic') registry.useSaga(consul);
       consul.start();
@@ -191,14 +202,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       ]);
     }
     if (config.kafkaCreateTopics && layout.namespaces.length > 0) {
-      await bus.ensureTopics(layout.namespaces.flatMap((namespace) => {
-        const own = layout.topicsOf(namespace);
-        return [
-          ...[own.introspection, own.heartbeat, own.tombstone, own.deadLetter].map((name) => ({ name, partitions: config.kafkaPartitions })),
-          { name: own.requestIntrospection, partitions: 1 },
-          { name: own.topologyDiff, partitions: 1 },
-        ];
-      }));
+      await bus.ensureTopics(
+        layout.namespaces.flatMap((namespace) => {
+          const own = layout.topicsOf(namespace);
+          return [
+            ...[own.introspection, own.heartbeat, own.tombstone, own.deadLetter].map((name) => ({ name, partitions: config.kafkaPartitions })),
+            { name: own.requestIntrospection, partitions: 1 },
+            { name: own.topologyDiff, partitions: 1 },
+          ];
+        }),
+      );
     }
     intake = new EventIntake({
       bus,
@@ -252,7 +265,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       rateLimitPerMinute: config.rateLimitPerMinute,
       rateLimitAnonymousPerMinute: config.rateLimitAnonymousPerMinute,
       ...(config.jwksUrl ? { jwt: { jwksUrl: config.jwksUrl, issuer: config.jwtIssuer, audience: config.jwtAudience } } : {}),
-      ...(clientTrust ? { clientCertificates: { mode: tlsClientAuthOf(config) === 'require' ? 'require' as const : 'optional' as const, trust: clientTrust, defaultNamespace: config.namespace, trustDomain: config.trustDomain } } : {}),
+      ...(clientTrust
+        ? {
+            clientCertificates: {
+              mode: tlsClientAuthOf(config) === 'require' ? ('require' as const) : ('optional' as const),
+              trust: clientTrust,
+              defaultNamespace: config.namespace,
+              trustDomain: config.trustDomain,
+            },
+          }
+        : {}),
       requireNodeIdentity: config.signatureMode === 'enforce',
     },
     checks: {
@@ -273,9 +295,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       ...(consul ? { consul: async () => consul.health() } : {}),
     },
   });
-  const dns = config.dnsPort === undefined
-    ? null
-    : new DnsServer({ nodes: registry.view, logger, host: config.dnsHost, port: config.dnsPort, domain: config.dnsDomain, ttlSeconds: config.dnsTtlSeconds, defaultNamespace: config.namespace, namespaces: config.dnsNamespaces ?? [config.namespace] });
+  const dns =
+    config.dnsPort === undefined
+      ? null
+      : new DnsServer({
+          nodes: registry.view,
+          logger,
+          host: config.dnsHost,
+          port: config.dnsPort,
+          domain: config.dnsDomain,
+          ttlSeconds: config.dnsTtlSeconds,
+          defaultNamespace: config.namespace,
+          namespaces: config.dnsNamespaces ?? [config.namespace],
+        });
   try {
     await app.listen({ host: config.host, port: config.port });
     await dns?.start();
@@ -299,7 +331,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const url = `${https ? 'https' : 'http'}://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`;
   // CLI commands on this folder find our API here (on loopback when we listen on every interface).
   const localHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
-  await folderLock?.publishUrl(`${https ? 'https' : 'http'}://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`)
+  await folderLock
+    ?.publishUrl(`${https ? 'https' : 'http'}://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`)
     .catch((err: unknown) => logger.warn({ err }, 'could not write the server URL into the data folder lock'));
 
   // The registry is a node of its own registry.
@@ -360,9 +393,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       await dns?.stop().catch((err: unknown) => logger.warn({ err }, 'dns interface stop failed'));
       // Stop taking events first: what was consumed is written (and committed) before the store goes.
       await intake.stop().catch((err: unknown) => logger.warn({ err }, 'event intake stop failed'));
-      await registry
-        .deregister(self.namespace, self.node_id, 'graceful_shutdown', self.incarnation, { system: true })
-        .catch((err: unknown) => logger.warn({ err }, 'self deregistration failed'));
+      await registry.deregister(self.namespace, self.node_id, 'graceful_shutdown', self.incarnation, { system: true }).catch((err: unknown) => logger.warn({ err }, 'self deregistration failed'));
       await registry.stop();
       admission.stop();
       // Every audit entry recorded so far (denials included) is written before the store goes.

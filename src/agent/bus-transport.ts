@@ -40,7 +40,7 @@ export class BusTransport implements AgentTransport {
   constructor(private readonly options: BusTransportOptions) {
     this.group = options.group ?? `rollcall-agent-${options.nodeId}-${randomBytes(6).toString('hex')}`;
     if (options.namespaceTopics === true) {
-      if (options.namespace === undefined) throw new RollcallError('VALIDATION_FAILED', 'BusTransport: namespaceTopics needs the agent\'s namespace.', { details: { field: 'namespace' } });
+      if (options.namespace === undefined) throw new RollcallError('VALIDATION_FAILED', "BusTransport: namespaceTopics needs the agent's namespace.", { details: { field: 'namespace' } });
       this.topics = namespaceTopicNames(options.topics, options.namespace);
     } else {
       this.topics = options.topics;
@@ -53,9 +53,13 @@ export class BusTransport implements AgentTransport {
       // The registry would dead-letter it; saying so here points at the agent's configuration.
       const namespace = isJsonObject(event.payload) && typeof event.payload.namespace === 'string' ? event.payload.namespace : null;
       if (namespace !== this.options.namespace) {
-        throw new RollcallError('NAMESPACE_MISMATCH', `The event is of namespace ${namespace ?? '(none)'}, the transport uses the topics of ${this.options.namespace}: give the agent's identity that namespace.`, {
-          details: { namespace, topic_namespace: this.options.namespace },
-        });
+        throw new RollcallError(
+          'NAMESPACE_MISMATCH',
+          `The event is of namespace ${namespace ?? '(none)'}, the transport uses the topics of ${this.options.namespace}: give the agent's identity that namespace.`,
+          {
+            details: { namespace, topic_namespace: this.options.namespace },
+          },
+        );
       }
     }
     await this.options.bus.publish(this.topics[kind], [{ key: this.options.nodeId, value: JSON.stringify(event) }]);

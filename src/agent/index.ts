@@ -1,6 +1,17 @@
 // `rollcall/agent`: the node-side SDK — announce, heartbeat, answer registry requests, rotate SVIDs,
 // tombstone at stop — over HTTP or an event bus. Loads none of the server (fastify, pg, PGlite).
-export { NodeAgent, INTROSPECTION_VERSION, AGENT_EVENT_KINDS, type NodeAgentOptions, type AgentIdentity, type IntrospectionState, type AgentTransport, type AgentEventKind, type PublishOutcome, type AgentStats } from './node-agent.js';
+export {
+  NodeAgent,
+  INTROSPECTION_VERSION,
+  AGENT_EVENT_KINDS,
+  type NodeAgentOptions,
+  type AgentIdentity,
+  type IntrospectionState,
+  type AgentTransport,
+  type AgentEventKind,
+  type PublishOutcome,
+  type AgentStats,
+} from './node-agent.js';
 export { BusTransport, type BusTransportOptions } from './bus-transport.js';
 export { HttpTransport, type HttpTransportOptions } from './http-transport.js';
 export { DagiAgent, type DagiAgentOptions } from './dagi-agent.js';

@@ -149,7 +149,14 @@ export class NodeAgent {
     const { signer, svid } = options;
     if (signer !== undefined && svid !== undefined) throw new RangeError('give the agent a signer or an svid rotator, not both');
     // A function of one argument signs envelopes itself; one of none returns the current credentials.
-    this.signer = svid !== undefined ? envelopeSigner(svid.current) : signer === undefined ? null : typeof signer === 'function' && signer.length === 1 ? (signer as EnvelopeSigner) : envelopeSigner(signer as SvidCredentials | (() => SvidCredentials | Promise<SvidCredentials>));
+    this.signer =
+      svid !== undefined
+        ? envelopeSigner(svid.current)
+        : signer === undefined
+          ? null
+          : typeof signer === 'function' && signer.length === 1
+            ? (signer as EnvelopeSigner)
+            : envelopeSigner(signer as SvidCredentials | (() => SvidCredentials | Promise<SvidCredentials>));
     if (!(this.intervalMs > 0)) throw new RangeError(`heartbeatIntervalMs must be positive, got ${this.intervalMs}`);
     this.log = (options.logger ?? pino({ level: 'silent' })).child({
       component: 'node-agent',
@@ -210,7 +217,12 @@ export class NodeAgent {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     // A startup announcement in flight may still land: wait for it, so the tombstone follows it.
-    const announced = wasStarting ? await wasStarting.then(() => true, () => false) : false;
+    const announced = wasStarting
+      ? await wasStarting.then(
+          () => true,
+          () => false,
+        )
+      : false;
     if (this.beating) await this.beating;
     await Promise.allSettled([...this.inFlight]);
     let failure: Error | null = null;
@@ -246,7 +258,7 @@ export class NodeAgent {
 
   private payloadOf(state: IntrospectionState, reason: string): JsonObject {
     const { identity } = this;
-    const currentState = state.health_status === undefined ? state.current_state ?? {} : { ...state.current_state, health_status: state.health_status };
+    const currentState = state.health_status === undefined ? (state.current_state ?? {}) : { ...state.current_state, health_status: state.health_status };
     const payload: JsonObject = {
       node_id: identity.node_id,
       node_type: identity.node_type,
@@ -313,13 +325,16 @@ export class NodeAgent {
   private schedule(): void {
     if (this.state !== 'running') return;
     const spread = this.intervalMs * this.jitter * (Math.random() * 2 - 1);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.beating = this.beat().finally(() => {
-        this.beating = null;
-        this.schedule();
-      });
-    }, Math.max(1, Math.round(this.intervalMs + spread)));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.beating = this.beat().finally(() => {
+          this.beating = null;
+          this.schedule();
+        });
+      },
+      Math.max(1, Math.round(this.intervalMs + spread)),
+    );
     this.timer.unref();
   }
 

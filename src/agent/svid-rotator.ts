@@ -165,7 +165,9 @@ export class SvidRotator extends EventEmitter<SvidRotatorEvents> {
       if (svid.notAfter.getTime() <= Date.now()) {
         this.log.warn({ serial: svid.serial, notAfter: svid.notAfter.toISOString() }, 'the given SVID has expired');
         if (this.options.joinToken === undefined) {
-          throw new RollcallError('SVID_EXPIRED', `The SVID ${svid.serial} expired at ${svid.notAfter.toISOString()}; enrol again with a join token.`, { details: { reason: 'expired', serial: svid.serial } });
+          throw new RollcallError('SVID_EXPIRED', `The SVID ${svid.serial} expired at ${svid.notAfter.toISOString()}; enrol again with a join token.`, {
+            details: { reason: 'expired', serial: svid.serial },
+          });
         }
         svid = null;
       }
@@ -224,14 +226,17 @@ export class SvidRotator extends EventEmitter<SvidRotatorEvents> {
     if (this.stateValue !== 'running') return;
     this.clearTimer();
     const delay = Math.max(0, atMs - Date.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (Date.now() < atMs) {
-        this.arm(atMs);
-        return;
-      }
-      this.renewing = this.renew();
-    }, Math.min(delay, MAX_TIMER_MS));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (Date.now() < atMs) {
+          this.arm(atMs);
+          return;
+        }
+        this.renewing = this.renew();
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
     this.timer.unref();
   }
 
@@ -258,7 +263,10 @@ export class SvidRotator extends EventEmitter<SvidRotatorEvents> {
         renewAt: renewalTime(next, this.options.renewBeforeMs),
         keyRotated: rotateKey,
       };
-      this.log.info({ serial: rotation.serial, previousSerial: rotation.previousSerial, notAfter: rotation.notAfter.toISOString(), renewAt: rotation.renewAt.toISOString(), keyRotated: rotateKey }, 'SVID renewed');
+      this.log.info(
+        { serial: rotation.serial, previousSerial: rotation.previousSerial, notAfter: rotation.notAfter.toISOString(), renewAt: rotation.renewAt.toISOString(), keyRotated: rotateKey },
+        'SVID renewed',
+      );
       this.notify('rotated', () => this.emit('rotated', rotation));
       return rotation;
     } finally {

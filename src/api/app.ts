@@ -10,7 +10,7 @@ import { installAuth, type AuthOptions } from './auth.js';
 import { apiKeyRoutes } from './routes/api-key-routes.js';
 import { installProblemHandlers, sendClientErrorProblem, sendFrameworkProblem } from './problem.js';
 import { installUnstorableTextCheck } from './unstorable-text-check.js';
-import { consulRoutes } from './routes/consul-routes.js';
+import { consulRoutes } from './consul/consul-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { identityRoutes } from './routes/identity-routes.js';
 import type { IdentityService } from '../security/identity-service.js';
@@ -19,7 +19,7 @@ import { opsRoutes, type OpsRouteOptions } from './routes/ops-routes.js';
 import { sdRoutes } from './routes/sd-routes.js';
 import { topologyRoutes } from './routes/topology-routes.js';
 import type { AuditLog } from '../security/audit.js';
-import type { NamespaceAdmission } from '../security/policy.js';
+import type { NamespaceAdmission } from '../admission/policy.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { policyRoutes } from './routes/policy-routes.js';
 import type { IntrospectionVerifier } from '../security/introspection-verifier.js';
@@ -125,13 +125,40 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
     apiKeyRoutes(app, { store: options.registry.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
   }
-  nodeRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
-  eventRoutes(app, { registry: options.registry, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}) });
+  nodeRoutes(app, {
+    registry: options.registry,
+    defaultNamespace: options.defaultNamespace,
+    defaultLeaseTtlMs: options.defaultLeaseTtlMs,
+    ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
+  });
+  eventRoutes(app, {
+    registry: options.registry,
+    defaultNamespace: options.defaultNamespace,
+    defaultLeaseTtlMs: options.defaultLeaseTtlMs,
+    ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
+  });
   topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
-  await app.register(consulRoutes, { registry: options.registry, agentNode: options.registryId, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs, ...options.consulApi });
+  await app.register(consulRoutes, {
+    registry: options.registry,
+    agentNode: options.registryId,
+    defaultNamespace: options.defaultNamespace,
+    defaultLeaseTtlMs: options.defaultLeaseTtlMs,
+    ...options.consulApi,
+  });
   sdRoutes(app, { registry: options.registry });
-  identityRoutes(app, { identity: options.identity ?? null, defaultNamespace: options.defaultNamespace, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
-  opsRoutes(app, { registry: options.registry, registryId: options.registryId, storeTarget: options.storeTarget, startedAt: options.startedAt ?? Date.now(), ...(options.checks ? { checks: options.checks } : {}) });
+  identityRoutes(app, {
+    identity: options.identity ?? null,
+    defaultNamespace: options.defaultNamespace,
+    metrics: options.registry.metrics.registry,
+    ...(options.audit ? { audit: options.audit } : {}),
+  });
+  opsRoutes(app, {
+    registry: options.registry,
+    registryId: options.registryId,
+    storeTarget: options.storeTarget,
+    startedAt: options.startedAt ?? Date.now(),
+    ...(options.checks ? { checks: options.checks } : {}),
+  });
   if (options.admission) policyRoutes(app, { admission: options.admission });
   if (options.audit) auditRoutes(app, { audit: options.audit });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -22,13 +22,13 @@ import { RollcallError } from '../domain/errors.js';
 import { isJsonObject } from '../domain/json.js';
 import { isEnvelope } from '../domain/introspection.js';
 import type { AdmissionContext } from '../engine/registry.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import { metricOnce } from '../metrics.js';
 import { ALL_NAMESPACES, isApiKeyScope, scopeAllows, type ApiKeyRing, type ApiKeyScope } from '../security/api-keys.js';
 import type { AuditLog } from '../security/audit.js';
 import { verifySvidChain } from '../security/ca.js';
 import type { TrustAnchor, TrustSource } from '../security/introspection-verifier.js';
 import { X509Certificate } from '../security/x509.js';
-import { parseServiceDefinition } from './consul-model.js';
+import { parseServiceDefinition } from './consul/consul-model.js';
 
 export const AUTH_MODES = ['auto', 'keys', 'off'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
@@ -170,61 +170,82 @@ const CHECK_WRITE: NodeWrite = { enforced: true, target: 'check' };
 
 /** The writes that name one node, by method and route: what an SVID may do, and what enforce mode guards. */
 const NODE_WRITES = new Map<string, NodeWrite>([
-  ['POST /api/v1/nodes/register', {
-    enforced: true,
-    target: (request, principal) => {
-      const body = request.body;
-      if (!isJsonObject(body)) return null;
-      // An SVID registers its own node: node_id and node_type default to its own, as the namespace does.
-      if (principal.node) {
-        body.node_id ??= principal.node.nodeId;
-        body.node_type ??= principal.node.nodeType;
-      }
-      return { namespace: text(body.namespace), node_id: text(body.node_id), node_type: text(body.node_type) };
+  [
+    'POST /api/v1/nodes/register',
+    {
+      enforced: true,
+      target: (request, principal) => {
+        const body = request.body;
+        if (!isJsonObject(body)) return null;
+        // An SVID registers its own node: node_id and node_type default to its own, as the namespace does.
+        if (principal.node) {
+          body.node_id ??= principal.node.nodeId;
+          body.node_type ??= principal.node.nodeType;
+        }
+        return { namespace: text(body.namespace), node_id: text(body.node_id), node_type: text(body.node_type) };
+      },
     },
-  }],
-  ['POST /api/v1/nodes/heartbeat', {
-    enforced: true,
-    target: (request) => (isJsonObject(request.body) ? { namespace: text(request.body.namespace), node_id: text(request.body.node_id) } : null),
-  }],
-  ['DELETE /api/v1/nodes/:node_id', {
-    enforced: true,
-    target: (request) => ({ namespace: text(fieldsOf(request.query).namespace), node_id: text(fieldsOf(request.params).node_id) }),
-  }],
-  ['POST /api/v1/introspection', {
-    enforced: false,
-    target: (request) => {
-      const body = request.body;
-      const payload = isJsonObject(body) && isEnvelope(body) ? body.payload : body;
-      if (!isJsonObject(payload)) return null;
-      const metadata = fieldsOf(payload.metadata);
-      return { namespace: text(payload.namespace) ?? text(metadata.namespace), node_id: text(payload.node_id), node_type: text(payload.node_type) };
+  ],
+  [
+    'POST /api/v1/nodes/heartbeat',
+    {
+      enforced: true,
+      target: (request) => (isJsonObject(request.body) ? { namespace: text(request.body.namespace), node_id: text(request.body.node_id) } : null),
     },
-  }],
+  ],
+  [
+    'DELETE /api/v1/nodes/:node_id',
+    {
+      enforced: true,
+      target: (request) => ({ namespace: text(fieldsOf(request.query).namespace), node_id: text(fieldsOf(request.params).node_id) }),
+    },
+  ],
+  [
+    'POST /api/v1/introspection',
+    {
+      enforced: false,
+      target: (request) => {
+        const body = request.body;
+        const payload = isJsonObject(body) && isEnvelope(body) ? body.payload : body;
+        if (!isJsonObject(payload)) return null;
+        const metadata = fieldsOf(payload.metadata);
+        return { namespace: text(payload.namespace) ?? text(metadata.namespace), node_id: text(payload.node_id), node_type: text(payload.node_type) };
+      },
+    },
+  ],
   // Its signatures are checked by the route itself, so enforce mode leaves it alone; an SVID still names only its node.
-  ['POST /api/v1/events', {
-    enforced: false,
-    target: (request, principal) => {
-      const body = request.body;
-      const payload = isJsonObject(body) ? body.payload : undefined;
-      if (!isJsonObject(payload)) return null;
-      const metadata = fieldsOf(payload.metadata);
-      // An event naming no namespace is about the credential's own, as the route reads it.
-      return { namespace: text(payload.namespace) ?? text(metadata.namespace) ?? principal.namespace, node_id: text(payload.node_id), node_type: text(payload.node_type) };
+  [
+    'POST /api/v1/events',
+    {
+      enforced: false,
+      target: (request, principal) => {
+        const body = request.body;
+        const payload = isJsonObject(body) ? body.payload : undefined;
+        if (!isJsonObject(payload)) return null;
+        const metadata = fieldsOf(payload.metadata);
+        // An event naming no namespace is about the credential's own, as the route reads it.
+        return { namespace: text(payload.namespace) ?? text(metadata.namespace) ?? principal.namespace, node_id: text(payload.node_id), node_type: text(payload.node_type) };
+      },
     },
-  }],
-  ['PUT /v1/agent/service/register', {
-    enforced: true,
-    target: (request) => {
-      if (request.body === undefined || request.body === null) return null;
-      const definition = parseServiceDefinition(request.body);
-      return { namespace: text(fieldsOf(request.query).ns), node_id: definition.ID, node_type: definition.Name };
+  ],
+  [
+    'PUT /v1/agent/service/register',
+    {
+      enforced: true,
+      target: (request) => {
+        if (request.body === undefined || request.body === null) return null;
+        const definition = parseServiceDefinition(request.body);
+        return { namespace: text(fieldsOf(request.query).ns), node_id: definition.ID, node_type: definition.Name };
+      },
     },
-  }],
-  ['PUT /v1/agent/service/deregister/:id', {
-    enforced: true,
-    target: (request) => ({ namespace: text(fieldsOf(request.query).ns), node_id: text(fieldsOf(request.params).id) }),
-  }],
+  ],
+  [
+    'PUT /v1/agent/service/deregister/:id',
+    {
+      enforced: true,
+      target: (request) => ({ namespace: text(fieldsOf(request.query).ns), node_id: text(fieldsOf(request.params).id) }),
+    },
+  ],
   ['PUT /v1/agent/check/pass/:id', CHECK_WRITE],
   ['PUT /v1/agent/check/warn/:id', CHECK_WRITE],
   ['PUT /v1/agent/check/fail/:id', CHECK_WRITE],
@@ -303,9 +324,7 @@ class ClientCertificates {
   /** The bundle as `verifySvidChain` takes it, converted once per bundle. */
   private rootsOf(list: readonly TrustAnchor[]): X509Certificate[] {
     if (this.roots?.list !== list) {
-      const certificates = list.map((anchor) =>
-        anchor instanceof X509Certificate ? anchor : new X509Certificate(anchor instanceof NodeX509Certificate ? anchor.raw : anchor.rawData),
-      );
+      const certificates = list.map((anchor) => (anchor instanceof X509Certificate ? anchor : new X509Certificate(anchor instanceof NodeX509Certificate ? anchor.raw : anchor.rawData)));
       this.roots = { list, certificates };
     }
     return this.roots.certificates;
@@ -346,12 +365,17 @@ function looksLikeJwt(token: string): boolean {
 }
 
 export async function installAuth(app: FastifyInstance, options: AuthOptions): Promise<void> {
-  const denials = metricOnce<client.Counter<'reason'>>(options.metrics, 'rollcall_auth_denials_total', () => new client.Counter({
-    name: 'rollcall_auth_denials_total',
-    help: 'API requests refused by authentication, authorization or rate limiting, by reason.',
-    labelNames: ['reason'],
-    registers: [options.metrics],
-  }));
+  const denials = metricOnce<client.Counter<'reason'>>(
+    options.metrics,
+    'rollcall_auth_denials_total',
+    () =>
+      new client.Counter({
+        name: 'rollcall_auth_denials_total',
+        help: 'API requests refused by authentication, authorization or rate limiting, by reason.',
+        labelNames: ['reason'],
+        registers: [options.metrics],
+      }),
+  );
   const jwks: JWTVerifyGetKey | null = options.jwt ? createRemoteJWKSet(new URL(options.jwt.jwksUrl)) : null;
 
   const deny = (reason: DenialReason, error: RollcallError, request: FastifyRequest, reply?: FastifyReply, target?: NodeTarget): RollcallError => {
@@ -464,9 +488,13 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
         return !auth?.required || anonymous === 0;
       },
       errorResponseBuilder: (request, context) =>
-        deny('rate_limited', new RollcallError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry in ${context.after}.`, {
-          details: { limit: context.max, retry_after_seconds: Math.ceil(context.ttl / 1000) },
-        }), request),
+        deny(
+          'rate_limited',
+          new RollcallError('RATE_LIMITED', `Rate limit of ${context.max} requests a minute exceeded; retry in ${context.after}.`, {
+            details: { limit: context.max, retry_after_seconds: Math.ceil(context.ttl / 1000) },
+          }),
+          request,
+        ),
     });
   }
 
@@ -477,20 +505,36 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
     // A client certificate that does not verify is refused whatever else the request carries.
     if (auth?.certificateError) throw deny(CERTIFICATE_DENIALS[auth.certificateError.code] ?? 'certificate_invalid', auth.certificateError, request);
     if (options.clientCertificates?.mode === 'require' && auth?.certificate !== 'verified') {
-      throw deny('certificate_missing', new RollcallError('CLIENT_CERTIFICATE_REQUIRED', 'This registry requires a client certificate (tlsClientAuth require): connect over mTLS with an SVID issued by its CA (POST /api/v1/identity/svid).'), request);
+      throw deny(
+        'certificate_missing',
+        new RollcallError(
+          'CLIENT_CERTIFICATE_REQUIRED',
+          'This registry requires a client certificate (tlsClientAuth require): connect over mTLS with an SVID issued by its CA (POST /api/v1/identity/svid).',
+        ),
+        request,
+      );
     }
     const principal = auth?.principal;
     if (!principal) {
       const reason = auth?.failure ?? 'missing';
-      const detail = reason === 'missing'
-        ? 'Authentication required: send Authorization: Bearer <api key>' + (isConsulPath(request) ? ' or X-Consul-Token' : '') + (certificates ? ', or connect over mTLS with the node\'s SVID.' : '.')
-        : reason === 'revoked' ? 'The API key was revoked.' : 'The credential is not valid.';
+      const detail =
+        reason === 'missing'
+          ? 'Authentication required: send Authorization: Bearer <api key>' +
+            (isConsulPath(request) ? ' or X-Consul-Token' : '') +
+            (certificates ? ", or connect over mTLS with the node's SVID." : '.')
+          : reason === 'revoked'
+            ? 'The API key was revoked.'
+            : 'The credential is not valid.';
       throw deny(reason, new RollcallError('UNAUTHENTICATED', detail, { details: { reason } }), request, reply);
     }
     if (!scopeAllows(principal.scopes, requirement.scope)) {
-      throw deny('scope', new RollcallError('FORBIDDEN_SCOPE', `This operation needs the ${requirement.scope} scope; the credential has ${principal.scopes.join(', ')}.`, {
-        details: { required_scope: requirement.scope, scopes: principal.scopes },
-      }), request);
+      throw deny(
+        'scope',
+        new RollcallError('FORBIDDEN_SCOPE', `This operation needs the ${requirement.scope} scope; the credential has ${principal.scopes.join(', ')}.`, {
+          details: { required_scope: requirement.scope, scopes: principal.scopes },
+        }),
+        request,
+      );
     }
     if (principal.namespace !== ALL_NAMESPACES && request.routeOptions.url !== undefined && ALL_NAMESPACE_PATHS.has(request.routeOptions.url)) {
       throw deny('namespace', forbiddenNamespace(principal.namespace, ALL_NAMESPACES), request);
@@ -577,9 +621,17 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
     const write = NODE_WRITES.get(`${request.method} ${url}`);
     if (principal.node) {
       if (write === undefined) {
-        throw deny('node_identity', new RollcallError('NODE_IDENTITY_MISMATCH', `The client certificate is the SVID of ${principal.id ?? 'a node'}: it may write only its own node (register, heartbeat, introspection, events, deregistration, Consul agent service and check updates), not ${request.method} ${url}. Use an API key for this.`, {
-          details: { spiffe_id: principal.id, method: request.method, route: url },
-        }), request);
+        throw deny(
+          'node_identity',
+          new RollcallError(
+            'NODE_IDENTITY_MISMATCH',
+            `The client certificate is the SVID of ${principal.id ?? 'a node'}: it may write only its own node (register, heartbeat, introspection, events, deregistration, Consul agent service and check updates), not ${request.method} ${url}. Use an API key for this.`,
+            {
+              details: { spiffe_id: principal.id, method: request.method, route: url },
+            },
+          ),
+          request,
+        );
       }
       // A check update names a check: the route finds its node and asks `assertNodeWrite`.
       if (write.target !== 'check') checkNodeWrite(request, write, write.target(request, principal));
@@ -613,25 +665,33 @@ function mismatchesOf(node: NodeBinding, target: NodeTarget): string[] {
 
 function nodeIdentityMismatch(principal: Principal, named: string[], target: NodeTarget): RollcallError {
   const node = principal.node as NodeBinding;
-  return new RollcallError('NODE_IDENTITY_MISMATCH', `The client certificate is the SVID of ${principal.id ?? 'a node'} (namespace ${node.namespace}): it may write only its own node, and this request names ${named.join(', ')}.`, {
-    details: {
-      spiffe_id: principal.id,
-      node: { namespace: node.namespace, node_type: node.nodeType, node_id: node.nodeId },
-      named: { namespace: target.namespace ?? null, node_id: target.node_id ?? null, node_type: target.node_type ?? null },
+  return new RollcallError(
+    'NODE_IDENTITY_MISMATCH',
+    `The client certificate is the SVID of ${principal.id ?? 'a node'} (namespace ${node.namespace}): it may write only its own node, and this request names ${named.join(', ')}.`,
+    {
+      details: {
+        spiffe_id: principal.id,
+        node: { namespace: node.namespace, node_type: node.nodeType, node_id: node.nodeId },
+        named: { namespace: target.namespace ?? null, node_id: target.node_id ?? null, node_type: target.node_type ?? null },
+      },
     },
-  });
+  );
 }
 
 function nodeIdentityRequired(target: NodeTarget | null): RollcallError {
   const which = target?.node_id === undefined ? 'a node' : `node ${target.node_id}`;
-  return new RollcallError('NODE_IDENTITY_REQUIRED', `signatureMode is enforce: ${which} may be written only by the node itself or by an operator. ` +
-    'Send the node\'s signed envelope to POST /api/v1/introspection, connect over mTLS with the node\'s SVID, or use an admin key.', {
-    details: {
-      ...(target?.node_id === undefined ? {} : { node_id: target.node_id }),
-      ...(target?.namespace === undefined ? {} : { namespace: target.namespace }),
-      remedies: ['signed_envelope', 'mtls_svid', 'admin_key'],
+  return new RollcallError(
+    'NODE_IDENTITY_REQUIRED',
+    `signatureMode is enforce: ${which} may be written only by the node itself or by an operator. ` +
+      "Send the node's signed envelope to POST /api/v1/introspection, connect over mTLS with the node's SVID, or use an admin key.",
+    {
+      details: {
+        ...(target?.node_id === undefined ? {} : { node_id: target.node_id }),
+        ...(target?.namespace === undefined ? {} : { namespace: target.namespace }),
+        remedies: ['signed_envelope', 'mtls_svid', 'admin_key'],
+      },
     },
-  });
+  );
 }
 
 function forbiddenNamespace(own: string, named: string): RollcallError {

@@ -47,7 +47,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   SVID_EXPIRED: 'The certificate has expired',
   SVID_REVOKED: 'The certificate is revoked',
   CLIENT_CERTIFICATE_REQUIRED: 'A client certificate is required',
-  NODE_IDENTITY_MISMATCH: 'The credential is another node\'s',
+  NODE_IDENTITY_MISMATCH: "The credential is another node's",
   NODE_IDENTITY_REQUIRED: 'Only the node itself or an operator may write it',
   REPLAYED_EVENT: 'The event was seen before',
   STALE_EVENT: 'The event is outside the time window',
@@ -123,7 +123,7 @@ export function sendClientErrorProblem(error: Error & { code?: string }, socket:
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && inFlight?.headersSent !== true) {
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      const body = JSON.stringify(problemOf(new RollcallError('REQUEST_TIMEOUT', 'The request\'s headers and body did not arrive in time; the connection is closed.'), ''));
+      const body = JSON.stringify(problemOf(new RollcallError('REQUEST_TIMEOUT', "The request's headers and body did not arrive in time; the connection is closed."), ''));
       socket.write(`HTTP/1.1 408 ${STATUS_CODES[408]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     } else {
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
@@ -139,7 +139,5 @@ export function installProblemHandlers(app: FastifyInstance): void {
     if (mapped.status >= 500) request.log.error({ err: error, code: mapped.code }, 'request failed');
     return sendProblem(reply, request, mapped);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, request, new RollcallError('ROUTE_NOT_FOUND', `No endpoint ${request.method} ${request.url.split('?')[0] ?? ''}.`)),
-  );
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new RollcallError('ROUTE_NOT_FOUND', `No endpoint ${request.method} ${request.url.split('?')[0] ?? ''}.`)));
 }

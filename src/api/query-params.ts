@@ -24,7 +24,10 @@ export function single(query: Query, name: string): string | undefined {
 export function list(query: Query, name: string): string[] | undefined {
   const value = query[name];
   if (value === undefined) return undefined;
-  const items = (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
+  const items = (Array.isArray(value) ? value : [value])
+    .flatMap((item) => item.split(','))
+    .map((item) => item.trim())
+    .filter(Boolean);
   return items.length > 0 ? items : undefined;
 }
 

@@ -8,7 +8,10 @@ import { MemoryBus } from './memory-bus.js';
 export async function openBus(config: Config, logger: Logger): Promise<EventBus> {
   if (!config.kafkaBrokers) return new MemoryBus({ defaultPartitions: 1 });
   const bus = new KafkaBus({
-    brokers: config.kafkaBrokers.split(',').map((broker) => broker.trim()).filter((broker) => broker.length > 0),
+    brokers: config.kafkaBrokers
+      .split(',')
+      .map((broker) => broker.trim())
+      .filter((broker) => broker.length > 0),
     clientId: config.kafkaClientId,
     replicationFactor: config.kafkaReplicationFactor,
     logger,

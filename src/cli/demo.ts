@@ -80,7 +80,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   say(`registering ${options.nodes} simulated nodes in namespace "demo" at ${options.registryUrl}`);
   for (let i = 0; i < options.nodes && !interrupted; i += 1) await join();
   const start = await client.topology('demo');
-  say(`fleet up: ${start.count} nodes online, topology version ${start.version}. Watch: curl -N${options.apiKey === undefined ? '' : ' -H "Authorization: Bearer $ROLLCALL_API_KEY"'} '${options.registryUrl}/api/v1/topology/stream?namespace=demo'`);
+  say(
+    `fleet up: ${start.count} nodes online, topology version ${start.version}. Watch: curl -N${options.apiKey === undefined ? '' : ' -H "Authorization: Bearer $ROLLCALL_API_KEY"'} '${options.registryUrl}/api/v1/topology/stream?namespace=demo'`,
+  );
 
   let stopped = false;
   const heartbeats = setInterval(() => {
@@ -119,14 +121,17 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     },
   ];
   let tick = 0;
-  const narrator = setInterval(() => {
-    tick += 1;
-    const event = events[tick % events.length];
-    event?.()
-      .then(() => client.listNodes({ namespace: 'demo', status: ['online'], limit: 1000 }))
-      .then((page) => say(`  ${page.count} online in "demo", topology version ${page.topology_version}`))
-      .catch((error: unknown) => say(`! ${(error as Error).message}`));
-  }, Math.max(2000, options.intervalSeconds * 1000));
+  const narrator = setInterval(
+    () => {
+      tick += 1;
+      const event = events[tick % events.length];
+      event?.()
+        .then(() => client.listNodes({ namespace: 'demo', status: ['online'], limit: 1000 }))
+        .then((page) => say(`  ${page.count} online in "demo", topology version ${page.topology_version}`))
+        .catch((error: unknown) => say(`! ${(error as Error).message}`));
+    },
+    Math.max(2000, options.intervalSeconds * 1000),
+  );
 
   const finish = async (): Promise<void> => {
     if (stopped) return;

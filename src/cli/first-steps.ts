@@ -37,16 +37,18 @@ export function firstSteps(url: string, cli: string = cliCommand()): FirstSteps 
 /** The block printed under the `serving` line on a terminal. */
 export function renderFirstSteps(steps: FirstSteps): string {
   const [first, ...others] = steps.try;
-  return [
-    '',
-    `  API      ${steps.api}`,
-    `  OpenAPI  ${steps.openapi}`,
-    `  Health   ${steps.health}`,
-    `  Try      ${first ?? ''}`,
-    ...others.map((command) => `           ${command}`),
-    '  Ctrl-C stops it.',
-    '',
-  ].join('\n') + '\n';
+  return (
+    [
+      '',
+      `  API      ${steps.api}`,
+      `  OpenAPI  ${steps.openapi}`,
+      `  Health   ${steps.health}`,
+      `  Try      ${first ?? ''}`,
+      ...others.map((command) => `           ${command}`),
+      '  Ctrl-C stops it.',
+      '',
+    ].join('\n') + '\n'
+  );
 }
 
 /** Tells where to start: the block on standard error when logs are for people, else one info log line. */

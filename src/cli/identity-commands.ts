@@ -10,10 +10,6 @@ import type { CertificateRevocation } from '../store/store.js';
 import { callApi } from './api-access.js';
 import { configOf, withStoreOrServer, withStoreOptions, type StoreOptions } from './store-access.js';
 
-
-
-
-
 /** The CA folder when --dir is not given: `ca` next to the data folder (.rollcall/ca by default). */
 export function defaultCaDir(dataDir: string): string {
   return dataDir.startsWith('memory://') ? join('.rollcall', 'ca') : join(dirname(resolve(dataDir)), 'ca');
@@ -48,7 +44,8 @@ export function caCommand(): Command {
     });
 
   withStoreOptions(
-    ca.command('revoke')
+    ca
+      .command('revoke')
       .description('Revoke certificates by serial or by SPIFFE ID (every certificate of that ID issued so far)')
       .option('--serial <hex>', 'serial number of one certificate')
       .option('--spiffe-id <id>', 'spiffe://<trust-domain>/node/<node_type>/<node_id>')
@@ -56,16 +53,18 @@ export function caCommand(): Command {
       .option('--json', 'print JSON for scripts'),
   ).action(async (options: StoreOptions & { serial?: string; spiffeId?: string; reason: string; json?: boolean }) => {
     const revocation = await withStoreOrServer('ca revoke', options, {
-      store: (store) => revokeCertificate(store, {
-        ...(options.serial !== undefined ? { serial: options.serial } : {}),
-        ...(options.spiffeId !== undefined ? { spiffeId: options.spiffeId } : {}),
-        reason: options.reason,
-      }),
-      api: (server) => callApi<CertificateRevocation>(server, 'POST', '/api/v1/identity/revocations', {
-        ...(options.serial !== undefined ? { serial: options.serial } : {}),
-        ...(options.spiffeId !== undefined ? { spiffe_id: options.spiffeId } : {}),
-        reason: options.reason,
-      }),
+      store: (store) =>
+        revokeCertificate(store, {
+          ...(options.serial !== undefined ? { serial: options.serial } : {}),
+          ...(options.spiffeId !== undefined ? { spiffeId: options.spiffeId } : {}),
+          reason: options.reason,
+        }),
+      api: (server) =>
+        callApi<CertificateRevocation>(server, 'POST', '/api/v1/identity/revocations', {
+          ...(options.serial !== undefined ? { serial: options.serial } : {}),
+          ...(options.spiffeId !== undefined ? { spiffe_id: options.spiffeId } : {}),
+          reason: options.reason,
+        }),
     });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(revocation, null, 2)}\n`);
@@ -80,7 +79,8 @@ export function tokenCommand(): Command {
   const token = new Command('token').description('Join tokens: one-time secrets a node exchanges with a CSR for its SVID');
 
   withStoreOptions(
-    token.command('create')
+    token
+      .command('create')
       .description('Create a join token; it is printed once and stored only as a hash')
       .requiredOption('--namespace <namespace>', 'namespace the node joins')
       .requiredOption('--node-type <type>', 'node_type the token allows')
@@ -90,7 +90,8 @@ export function tokenCommand(): Command {
   ).action(async (options: StoreOptions & { namespace: string; nodeType: string; ttl: number; uses: number; json?: boolean }) => {
     const created = await withStoreOrServer('token create', options, {
       store: (store) => createJoinToken(store, { namespace: options.namespace, nodeType: options.nodeType, ttlSeconds: options.ttl, uses: options.uses }),
-      api: (server) => callApi<CreatedJoinToken>(server, 'POST', '/api/v1/identity/tokens', { namespace: options.namespace, node_type: options.nodeType, ttl_seconds: options.ttl, uses: options.uses }),
+      api: (server) =>
+        callApi<CreatedJoinToken>(server, 'POST', '/api/v1/identity/tokens', { namespace: options.namespace, node_type: options.nodeType, ttl_seconds: options.ttl, uses: options.uses }),
     });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);

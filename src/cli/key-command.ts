@@ -27,11 +27,12 @@ export function keyCommand(): Command {
         const made = await createApiKey(store, { scope: options.scope, namespace: options.namespace, name: options.name });
         return { ...presentApiKey(made.record), key: made.token };
       },
-      api: (server) => callApi<PresentedKey & { key: string }>(server, 'POST', '/api/v1/admin/keys', {
-        scope: options.scope,
-        namespace: options.namespace,
-        ...(options.name !== undefined ? { name: options.name } : {}),
-      }),
+      api: (server) =>
+        callApi<PresentedKey & { key: string }>(server, 'POST', '/api/v1/admin/keys', {
+          scope: options.scope,
+          namespace: options.namespace,
+          ...(options.name !== undefined ? { name: options.name } : {}),
+        }),
     });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
@@ -41,19 +42,22 @@ export function keyCommand(): Command {
     process.stderr.write(`API key ${created.id} (${created.scope}, namespace ${created.namespace}) created. It is shown only now: keep it somewhere safe.\n`);
   });
 
-  withStoreOptions(key.command('list').description('List API keys (never their secrets)').option('--json', 'print JSON for scripts')).action(
-    async (options: StoreOptions & { json?: boolean }) => {
-      const keys = await withStoreOrServer('key list', options, {
-        store: async (store) => (await store.listApiKeys()).map(presentApiKey),
-        api: async (server) => (await callApi<{ keys: PresentedKey[] }>(server, 'GET', '/api/v1/admin/keys')).keys,
-      });
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(keys, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(renderTable(['ID', 'NAME', 'SCOPE', 'NAMESPACE', 'CREATED', 'REVOKED'], keys.map((k) => [k.id, k.name ?? '', k.scope, k.namespace, k.created_at, k.revoked_at ?? '-'])));
-    },
-  );
+  withStoreOptions(key.command('list').description('List API keys (never their secrets)').option('--json', 'print JSON for scripts')).action(async (options: StoreOptions & { json?: boolean }) => {
+    const keys = await withStoreOrServer('key list', options, {
+      store: async (store) => (await store.listApiKeys()).map(presentApiKey),
+      api: async (server) => (await callApi<{ keys: PresentedKey[] }>(server, 'GET', '/api/v1/admin/keys')).keys,
+    });
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(keys, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      renderTable(
+        ['ID', 'NAME', 'SCOPE', 'NAMESPACE', 'CREATED', 'REVOKED'],
+        keys.map((k) => [k.id, k.name ?? '', k.scope, k.namespace, k.created_at, k.revoked_at ?? '-']),
+      ),
+    );
+  });
 
   withStoreOptions(key.command('revoke <id>').description('Revoke an API key (registries notice within seconds)')).action(async (id: string, options: StoreOptions) => {
     await withStoreOrServer('key revoke', options, {

@@ -58,7 +58,10 @@ interface JoinOptions extends ServerOptions {
 }
 
 function splitLabels(labels: string): string[] {
-  return labels.split(',').map((label) => label.trim()).filter(Boolean);
+  return labels
+    .split(',')
+    .map((label) => label.trim())
+    .filter(Boolean);
 }
 
 /** What both joins (HTTP and Kafka) take from the command line: the node and its lease. */
@@ -88,7 +91,10 @@ function topicPrefix(value: string): string {
 
 /** `join --transport kafka`: a NodeAgent on the event plane until SIGTERM/SIGINT; SIGHUP re-announces. */
 async function joinOverKafka(options: JoinOptions): Promise<void> {
-  const brokers = options.brokers.split(',').map((broker) => broker.trim()).filter(Boolean);
+  const brokers = options.brokers
+    .split(',')
+    .map((broker) => broker.trim())
+    .filter(Boolean);
   if (brokers.length === 0) throw new InvalidArgumentError('--brokers must name at least one host:port');
   if (options.namespaceTopics === true && options.namespace === undefined) throw new InvalidArgumentError('--namespace-topics needs --namespace');
   const logger = createLogger(options.logLevel, undefined, options.logFormat);
@@ -165,21 +171,32 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env ROLLCALL_LOG_LEVEL)')
     .option('--log-format <format>', 'json, pretty, or auto: pretty on a terminal (env ROLLCALL_LOG_FORMAT)')
     .option('--insecure', 'serve a non-loopback address without authentication (env ROLLCALL_INSECURE)')
-    .action(async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string; logFormat?: string; insecure?: boolean }) => {
-      const config: Config = loadConfig({
-        ...(options.config ? { file: options.config } : {}),
-        flags: { host: options.host, port: options.port, dataDir: options.dataDir, databaseUrl: options.databaseUrl, leaseTtlSeconds: options.leaseTtl, logLevel: options.logLevel, logFormat: options.logFormat, insecure: options.insecure },
-      });
-      const logFormat = resolveLogFormat(config.logFormat);
-      const logger = createLogger(config.logLevel, undefined, logFormat);
-      const server = await startServer(config, logger);
-      process.stderr.write(`rollcall ${PACKAGE.version} serving ${server.url} (${config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`})\n`);
-      announceFirstSteps(server.url, logFormat, logger);
-      untilSignal(async (signal) => {
-        logger.info({ signal }, 'stopping');
-        await server.stop();
-      });
-    });
+    .action(
+      async (options: { host?: string; port?: number; dataDir?: string; databaseUrl?: string; config?: string; leaseTtl?: number; logLevel?: string; logFormat?: string; insecure?: boolean }) => {
+        const config: Config = loadConfig({
+          ...(options.config ? { file: options.config } : {}),
+          flags: {
+            host: options.host,
+            port: options.port,
+            dataDir: options.dataDir,
+            databaseUrl: options.databaseUrl,
+            leaseTtlSeconds: options.leaseTtl,
+            logLevel: options.logLevel,
+            logFormat: options.logFormat,
+            insecure: options.insecure,
+          },
+        });
+        const logFormat = resolveLogFormat(config.logFormat);
+        const logger = createLogger(config.logLevel, undefined, logFormat);
+        const server = await startServer(config, logger);
+        process.stderr.write(`rollcall ${PACKAGE.version} serving ${server.url} (${config.databaseUrl ? 'PostgreSQL' : `embedded database in ${config.dataDir}`})\n`);
+        announceFirstSteps(server.url, logFormat, logger);
+        untilSignal(async (signal) => {
+          logger.info({ signal }, 'stopping');
+          await server.stop();
+        });
+      },
+    );
 
   program.addCommand(keyCommand());
   program.addCommand(caCommand());
@@ -187,48 +204,58 @@ export function buildProgram(): Command {
   program.addCommand(policyCommand());
   program.addCommand(quotaCommand());
 
-  withServerOptions(program
-    .command('nodes')
-    .description('List nodes'))
+  withServerOptions(program.command('nodes').description('List nodes'))
     .option('--role <role>', 'only this role')
     .option('--label <labels>', 'only nodes with all these labels (comma-separated)')
     .option('--status <statuses>', `only these statuses (${NODE_STATUSES.join(', ')})`)
     .option('--type <node_type>', 'only this node type')
-    .option('--namespace <namespace>', 'only this namespace (default: the registry\'s default namespace)')
+    .option('--namespace <namespace>', "only this namespace (default: the registry's default namespace)")
     .option('-A, --all-namespaces', 'nodes of every namespace')
     .option('--capability <json>', 'capabilities containing this JSON, e.g. \'{"gpu":true}\'')
     .option('--version-range <range>', 'node versions in this semver range, e.g. ">=1.2.0"')
     .option('--json', 'print JSON for scripts')
-    .action(async (options: ServerOptions & { role?: string; label?: string; status?: string; type?: string; namespace?: string; allNamespaces?: boolean; capability?: string; versionRange?: string; json?: boolean }) => {
-      const client = clientOf(serverOf(options));
-      let capability: Record<string, never> | undefined;
-      if (options.capability !== undefined) {
-        try {
-          capability = JSON.parse(options.capability) as Record<string, never>;
-        } catch {
-          throw new InvalidArgumentError('--capability must be a JSON object');
+    .action(
+      async (
+        options: ServerOptions & {
+          role?: string;
+          label?: string;
+          status?: string;
+          type?: string;
+          namespace?: string;
+          allNamespaces?: boolean;
+          capability?: string;
+          versionRange?: string;
+          json?: boolean;
+        },
+      ) => {
+        const client = clientOf(serverOf(options));
+        let capability: Record<string, never> | undefined;
+        if (options.capability !== undefined) {
+          try {
+            capability = JSON.parse(options.capability) as Record<string, never>;
+          } catch {
+            throw new InvalidArgumentError('--capability must be a JSON object');
+          }
         }
-      }
-      const nodes = await client.listAllNodes({
-        ...(options.role ? { role: options.role } : {}),
-        ...(options.label ? { labels: options.label.split(',') } : {}),
-        ...(options.status ? { status: options.status.split(',') as NodeStatus[] } : {}),
-        ...(options.type ? { node_type: options.type } : {}),
-        ...(options.allNamespaces ? { namespace: '*' } : options.namespace ? { namespace: options.namespace } : {}),
-        ...(capability ? { capability } : {}),
-        ...(options.versionRange ? { version: options.versionRange } : {}),
-      });
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
-        return;
-      }
-      process.stdout.write(renderTable(['NODE_ID', 'NAMESPACE', 'TYPE', 'ROLE', 'STATUS', 'HEALTH', 'VERSION', 'LABELS', 'LAST_HEARTBEAT'], nodes.map(nodeRow)));
-      process.stdout.write(`${nodes.length} node${nodes.length === 1 ? '' : 's'}\n`);
-    });
+        const nodes = await client.listAllNodes({
+          ...(options.role ? { role: options.role } : {}),
+          ...(options.label ? { labels: options.label.split(',') } : {}),
+          ...(options.status ? { status: options.status.split(',') as NodeStatus[] } : {}),
+          ...(options.type ? { node_type: options.type } : {}),
+          ...(options.allNamespaces ? { namespace: '*' } : options.namespace ? { namespace: options.namespace } : {}),
+          ...(capability ? { capability } : {}),
+          ...(options.versionRange ? { version: options.versionRange } : {}),
+        });
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(renderTable(['NODE_ID', 'NAMESPACE', 'TYPE', 'ROLE', 'STATUS', 'HEALTH', 'VERSION', 'LABELS', 'LAST_HEARTBEAT'], nodes.map(nodeRow)));
+        process.stdout.write(`${nodes.length} node${nodes.length === 1 ? '' : 's'}\n`);
+      },
+    );
 
-  withServerOptions(program
-    .command('node <node_id>')
-    .description('Show one node'))
+  withServerOptions(program.command('node <node_id>').description('Show one node'))
     .option('--namespace <namespace>', 'namespace of the node')
     .option('--json', 'print JSON for scripts')
     .action(async (nodeId: string, options: ServerOptions & { namespace?: string; json?: boolean }) => {
@@ -238,19 +265,29 @@ export function buildProgram(): Command {
         return;
       }
       const rows: string[][] = [
-        ['node_id', node.node_id], ['namespace', node.namespace], ['node_type', node.node_type], ['node_version', node.node_version],
-        ['role', node.role ?? ''], ['labels', node.labels.join(',')], ['hostname', node.hostname ?? ''], ['ip', node.ip ?? ''],
-        ['status', node.status], ['health', node.health_status], ['incarnation', String(node.incarnation)],
-        ['registered_at', node.registered_at], ['last_heartbeat', `${node.last_heartbeat} (${formatAge(node.last_heartbeat)})`],
-        ['lease_expires_at', node.lease_expires_at ?? '-'], ['removal_reason', node.removal_reason ?? '-'],
-        ['capabilities', JSON.stringify(node.capabilities)], ['endpoints', JSON.stringify(node.endpoints)], ['metadata', JSON.stringify(node.metadata)],
+        ['node_id', node.node_id],
+        ['namespace', node.namespace],
+        ['node_type', node.node_type],
+        ['node_version', node.node_version],
+        ['role', node.role ?? ''],
+        ['labels', node.labels.join(',')],
+        ['hostname', node.hostname ?? ''],
+        ['ip', node.ip ?? ''],
+        ['status', node.status],
+        ['health', node.health_status],
+        ['incarnation', String(node.incarnation)],
+        ['registered_at', node.registered_at],
+        ['last_heartbeat', `${node.last_heartbeat} (${formatAge(node.last_heartbeat)})`],
+        ['lease_expires_at', node.lease_expires_at ?? '-'],
+        ['removal_reason', node.removal_reason ?? '-'],
+        ['capabilities', JSON.stringify(node.capabilities)],
+        ['endpoints', JSON.stringify(node.endpoints)],
+        ['metadata', JSON.stringify(node.metadata)],
       ];
       process.stdout.write(renderTable(['FIELD', 'VALUE'], rows));
     });
 
-  withServerOptions(program
-    .command('deregister <node_id>')
-    .description('Remove a node now (tombstone)'))
+  withServerOptions(program.command('deregister <node_id>').description('Remove a node now (tombstone)'))
     .option('--namespace <namespace>', 'namespace of the node')
     .option('--reason <reason>', 'removal reason', 'manual_deregistration')
     .action(async (nodeId: string, options: ServerOptions & { namespace?: string; reason: string }) => {
@@ -258,15 +295,17 @@ export function buildProgram(): Command {
       process.stdout.write(`${nodeId}: ${result.status}${result.changed ? '' : ' (already)'}\n`);
     });
 
-  withServerOptions(program
-    .command('join')
-    .description('Register this machine as a node, heartbeat until stopped, leave with a tombstone')
-    .addOption(new Option('--transport <transport>', 'how to reach the registry: its HTTP API (--url, --api-key), or the Kafka event plane').choices(JOIN_TRANSPORTS).default('http')))
+  withServerOptions(
+    program
+      .command('join')
+      .description('Register this machine as a node, heartbeat until stopped, leave with a tombstone')
+      .addOption(new Option('--transport <transport>', 'how to reach the registry: its HTTP API (--url, --api-key), or the Kafka event plane').choices(JOIN_TRANSPORTS).default('http')),
+  )
     .addOption(new Option('--brokers <list>', 'Kafka bootstrap servers, comma-separated (kafka transport)').env('KAFKA_BROKER_URL').default('127.0.0.1:9092'))
     .addOption(new Option('--topic-prefix <prefix>', 'prefix of the event topics (kafka transport)').env('ROLLCALL_KAFKA_TOPIC_PREFIX').default(defaultTopicPrefix()).argParser(topicPrefix))
     .option('--node-type <type>', 'node_type to announce (kafka transport; default: the role)')
     .option('--capabilities-file <file>', 'JSON object announced as capabilities, read again on SIGHUP (kafka transport)')
-    .option('--namespace-topics', 'use the namespace\'s own topics, {prefix}.ns.{namespace}.* (kafka transport; needs --namespace)')
+    .option('--namespace-topics', "use the namespace's own topics, {prefix}.ns.{namespace}.* (kafka transport; needs --namespace)")
     .requiredOption('--role <role>', 'role of this node, e.g. production-router')
     .option('--labels <labels>', 'comma-separated labels, e.g. router,gateway', '')
     .option('--namespace <namespace>', 'namespace to join')
@@ -302,15 +341,19 @@ export function buildProgram(): Command {
       }
     });
 
-  withServerOptions(program
-    .command('demo')
-    .description('Start a simulated fleet against a registry, so you can watch rollcall at work'))
+  withServerOptions(program.command('demo').description('Start a simulated fleet against a registry, so you can watch rollcall at work'))
     .option('--nodes <count>', 'fleet size', positiveNumber, 20)
     .option('--interval <seconds>', 'heartbeat interval of each simulated node', positiveNumber, 5)
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)', positiveNumber)
     .action(async (options: ServerOptions & { nodes: number; interval: number; duration?: number }) => {
       const server = serverOf(options);
-      await runDemo({ registryUrl: server.url, ...(server.apiKey ? { apiKey: server.apiKey } : {}), nodes: Math.round(options.nodes), intervalSeconds: options.interval, ...(options.duration ? { durationSeconds: options.duration } : {}) });
+      await runDemo({
+        registryUrl: server.url,
+        ...(server.apiKey ? { apiKey: server.apiKey } : {}),
+        nodes: Math.round(options.nodes),
+        intervalSeconds: options.interval,
+        ...(options.duration ? { durationSeconds: options.duration } : {}),
+      });
     });
 
   return program;
@@ -322,9 +365,7 @@ export async function main(argv: string[]): Promise<void> {
   } catch (error) {
     const message = isRollcallError(error) ? `${error.code}: ${error.message}` : (error as Error).message;
     // A refused credential: say how to send one (not when the message already names the remedy).
-    const hint = isRollcallError(error) && error.code === 'UNAUTHENTICATED' && !error.message.includes('--api-key')
-      ? '\nrollcall: pass an API key with --api-key or ROLLCALL_API_KEY.'
-      : '';
+    const hint = isRollcallError(error) && error.code === 'UNAUTHENTICATED' && !error.message.includes('--api-key') ? '\nrollcall: pass an API key with --api-key or ROLLCALL_API_KEY.' : '';
     process.stderr.write(`rollcall: ${message}${hint}\n`);
     process.exitCode = 1;
   }

@@ -36,7 +36,7 @@ interface PolicyVersion {
 }
 
 export function policyCommand(): Command {
-  const policy = new Command('policy').description('Manage a namespace\'s admission policy (CEL over node, identity and ns)');
+  const policy = new Command('policy').description("Manage a namespace's admission policy (CEL over node, identity and ns)");
 
   withApiOptions(
     policy
@@ -52,7 +52,7 @@ export function policyCommand(): Command {
   withApiOptions(
     policy
       .command('get <namespace>')
-      .description('Print the namespace\'s current policy (or one version)')
+      .description("Print the namespace's current policy (or one version)")
       .option('--version <n>', 'a past version', nonNegativeInteger)
       .option('--json', 'print JSON for scripts'),
   ).action(async (namespace: string, options: ApiOptions & { version?: number; json?: boolean }) => {
@@ -66,15 +66,20 @@ export function policyCommand(): Command {
     process.stdout.write(`${current.expression}\n`);
   });
 
-  withApiOptions(policy.command('versions <namespace>').description('List the namespace\'s policy versions')).action(async (namespace: string, options: ApiOptions) => {
+  withApiOptions(policy.command('versions <namespace>').description("List the namespace's policy versions")).action(async (namespace: string, options: ApiOptions) => {
     const listed = await call<{ versions: PolicyVersion[] }>(options, 'GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/policy/versions`);
-    process.stdout.write(renderTable(['VERSION', 'CREATED_BY', 'CREATED_AT', 'EXPRESSION'], listed.versions.map((item) => [String(item.version), item.created_by, item.created_at, item.expression.replace(/\s+/g, ' ').slice(0, 60)])));
+    process.stdout.write(
+      renderTable(
+        ['VERSION', 'CREATED_BY', 'CREATED_AT', 'EXPRESSION'],
+        listed.versions.map((item) => [String(item.version), item.created_by, item.created_at, item.expression.replace(/\s+/g, ' ').slice(0, 60)]),
+      ),
+    );
   });
   return policy;
 }
 
 export function quotaCommand(): Command {
-  const quota = new Command('quota').description('Manage a namespace\'s node quotas');
+  const quota = new Command('quota').description("Manage a namespace's node quotas");
 
   withApiOptions(
     quota
@@ -87,7 +92,7 @@ export function quotaCommand(): Command {
     process.stdout.write(`quotas of ${namespace} saved\n`);
   });
 
-  withApiOptions(quota.command('get <namespace>').description('Print the namespace\'s quotas')).action(async (namespace: string, options: ApiOptions) => {
+  withApiOptions(quota.command('get <namespace>').description("Print the namespace's quotas")).action(async (namespace: string, options: ApiOptions) => {
     const quotas = await call<Record<string, unknown>>(options, 'GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/quotas`);
     process.stdout.write(`${JSON.stringify(quotas, null, 2)}\n`);
   });

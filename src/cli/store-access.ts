@@ -23,7 +23,7 @@ export function withStoreOptions(command: Command): Command {
       .option('--data-dir <dir>', 'folder of the embedded database (env ROLLCALL_DATA_DIR, default .rollcall/data)')
       .option('--database-url <url>', 'PostgreSQL URL (env ROLLCALL_DATABASE_URL, DATABASE_URL or POSTGRES_HOST/PORT/DB/USER/PASSWORD)')
       .option('--config <file>', 'JSON config file (env ROLLCALL_CONFIG)'),
-    'use this registry\'s API instead of the store (env: ROLLCALL_URL)',
+    "use this registry's API instead of the store (env: ROLLCALL_URL)",
   );
 }
 
@@ -53,7 +53,11 @@ export async function withStoreOrServer<T>(command: string, options: StoreOption
   const target = config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded database in ${config.dataDir}`;
   let store: Store;
   try {
-    store = await openStore(config.databaseUrl ? { kind: 'postgres', url: config.databaseUrl, maxConnections: 2 } : { kind: 'pglite', dataDir: config.dataDir, command, lockHint: 'stop it, or run with --url and --api-key to use its API' });
+    store = await openStore(
+      config.databaseUrl
+        ? { kind: 'postgres', url: config.databaseUrl, maxConnections: 2 }
+        : { kind: 'pglite', dataDir: config.dataDir, command, lockHint: 'stop it, or run with --url and --api-key to use its API' },
+    );
   } catch (error) {
     if (!isRollcallError(error) || error.code !== 'DATA_DIR_LOCKED' || config.databaseUrl || isMemoryDataDir(config.dataDir)) throw error;
     const owner = await listeningServer(config.dataDir, error);
@@ -92,11 +96,12 @@ async function throughOwner<T>(owner: DataDirHolder, dataDir: string, call: () =
     return await call();
   } catch (error) {
     if (!isRollcallError(error) || !OWNER_REFUSALS.has(error.code)) throw error;
-    const remedy = error.code === 'REGISTRY_UNAVAILABLE'
-      ? `Stop it to work on the folder directly, or run with --url and --api-key to use its API at another address.`
-      : error.code === 'CA_NOT_CONFIGURED'
-        ? 'Join tokens and revocations are of use only to a server with a CA: restart it with caCertFile and caKeyFile.'
-        : 'Run with --api-key (env ROLLCALL_API_KEY) and an admin key, or stop it to work on the folder directly.';
+    const remedy =
+      error.code === 'REGISTRY_UNAVAILABLE'
+        ? `Stop it to work on the folder directly, or run with --url and --api-key to use its API at another address.`
+        : error.code === 'CA_NOT_CONFIGURED'
+          ? 'Join tokens and revocations are of use only to a server with a CA: restart it with caCertFile and caKeyFile.'
+          : 'Run with --api-key (env ROLLCALL_API_KEY) and an admin key, or stop it to work on the folder directly.';
     throw new RollcallError(error.code, `${describeHolder(owner)} owns ${dataDir}, and its API answered: ${error.message} ${remedy}`, {
       cause: error,
       details: { data_dir: dataDir, holder: owner },

@@ -140,9 +140,11 @@ export class TopologyFollower extends EventEmitter<TopologyFollowerEvents> {
         reject,
         timer: setTimeout(() => {
           this.waiters.delete(waiter);
-          reject(new RollcallError('REGISTRY_UNAVAILABLE', `Topology version ${target} not reached within ${timeoutMs} ms (at ${this.versionValue}).`, {
-            details: { target, version: this.versionValue },
-          }));
+          reject(
+            new RollcallError('REGISTRY_UNAVAILABLE', `Topology version ${target} not reached within ${timeoutMs} ms (at ${this.versionValue}).`, {
+              details: { target, version: this.versionValue },
+            }),
+          );
         }, timeoutMs),
       };
       this.waiters.add(waiter);

@@ -98,7 +98,9 @@ export function namespaceTopicName(sharedTopic: string, namespace: string): stri
   for (const suffix of Object.values(TOPIC_SUFFIXES)) {
     if (sharedTopic.endsWith(`.${suffix}`)) return `${namespaceTopicPrefix(sharedTopic.slice(0, -suffix.length - 1), namespace)}.${suffix}`;
   }
-  throw new RollcallError('VALIDATION_FAILED', `Topic ${sharedTopic} is not named like the seeds' topics ({prefix}.${TOPIC_SUFFIXES.introspection}, …): its namespace's topics cannot be derived.`, { details: { topic: sharedTopic } });
+  throw new RollcallError('VALIDATION_FAILED', `Topic ${sharedTopic} is not named like the seeds' topics ({prefix}.${TOPIC_SUFFIXES.introspection}, …): its namespace's topics cannot be derived.`, {
+    details: { topic: sharedTopic },
+  });
 }
 
 /** A set of topics and whose it is: a namespace's own, or the shared one (`namespace` null). */
@@ -117,7 +119,10 @@ export class TopicLayout {
   private readonly own = new Map<string, TopicNames>();
   private readonly byTopic = new Map<string, TopicSet>();
 
-  constructor(readonly shared: TopicNames, namespaces: Iterable<string> = []) {
+  constructor(
+    readonly shared: TopicNames,
+    namespaces: Iterable<string> = [],
+  ) {
     this.all = [{ namespace: null, topics: shared }];
     for (const namespace of namespaces) {
       if (this.own.has(namespace)) continue;

@@ -57,9 +57,7 @@ export function jsonContains(doc: unknown, pattern: unknown): boolean {
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return false;
   const docObject = doc as Record<string, unknown>;
-  return Object.entries(pattern as Record<string, unknown>).every(
-    ([key, want]) => key in docObject && jsonContains(docObject[key], want),
-  );
+  return Object.entries(pattern as Record<string, unknown>).every(([key, want]) => key in docObject && jsonContains(docObject[key], want));
 }
 
 export function isJsonObject(value: unknown): value is JsonObject {

@@ -273,10 +273,7 @@ export function fromDagi(body: DagiRegistration, defaults: RegistrationDefaults)
 }
 
 /** Registration fields copied onto a record, leaving bookkeeping to the caller. */
-export function recordFrom(
-  reg: Registration,
-  bookkeeping: Pick<NodeRecord, 'status' | 'registered_at' | 'updated_at' | 'last_heartbeat' | 'removed_at' | 'removal_reason'>,
-): NodeRecord {
+export function recordFrom(reg: Registration, bookkeeping: Pick<NodeRecord, 'status' | 'registered_at' | 'updated_at' | 'last_heartbeat' | 'removed_at' | 'removal_reason'>): NodeRecord {
   const { reason: _reason, ...fields } = reg;
   return { ...fields, content_hash: contentHash(reg), ...bookkeeping };
 }

@@ -28,12 +28,7 @@ export const Version = Type.String({ minLength: 1, maxLength: LIMITS.versionLeng
 export const Incarnation = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 export const LeaseTtlSeconds = Type.Number({ minimum: 1, maximum: 7 * 24 * 3600 });
 export const Reason = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_.:-]+$' });
-export const HealthStatusSchema = Type.Union([
-  Type.Literal('healthy'),
-  Type.Literal('degraded'),
-  Type.Literal('unhealthy'),
-  Type.Literal('unknown'),
-]);
+export const HealthStatusSchema = Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy'), Type.Literal('unknown')]);
 export const Document = Type.Unsafe<JsonObject>(Type.Record(Type.String({ maxLength: 255 }), Type.Unknown()));
 export const Labels = Type.Array(Type.String({ minLength: 1, maxLength: LIMITS.labelLength, pattern: LABEL_PATTERN }), {
   maxItems: LIMITS.labelCount,

@@ -117,9 +117,11 @@ export function assertStorableText(value: unknown, root = ''): void {
 export function toStorableText<T>(value: T): T {
   if (findUnstorableText(value) === null) return value;
   const replace = (text: string): string => text.replaceAll('\u0000', '\uFFFD').replace(new RegExp(LONE_SURROGATE.source, 'g'), '\uFFFD');
-  return JSON.parse(JSON.stringify(value, (_key, item: unknown) => {
-    if (typeof item === 'string') return replace(item);
-    if (item === null || typeof item !== 'object' || Array.isArray(item)) return item;
-    return Object.fromEntries(Object.entries(item as Record<string, unknown>).map(([key, inner]) => [replace(key), inner]));
-  })) as T;
+  return JSON.parse(
+    JSON.stringify(value, (_key, item: unknown) => {
+      if (typeof item === 'string') return replace(item);
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) return item;
+      return Object.fromEntries(Object.entries(item as Record<string, unknown>).map(([key, inner]) => [replace(key), inner]));
+    }),
+  ) as T;
 }

@@ -76,9 +76,7 @@ export class LiveView {
   private readonly records = new BTree<string, NodeRecord>();
   /** The same records by key: point reads (every heartbeat) skip the tree's descent. */
   private readonly byKey = new Map<string, NodeRecord>();
-  private readonly indexes = new Map<IndexedField, Map<string, KeySet>>(
-    [...INDEXED, 'label' as const].map((field) => [field, new Map<string, KeySet>()]),
-  );
+  private readonly indexes = new Map<IndexedField, Map<string, KeySet>>([...INDEXED, 'label' as const].map((field) => [field, new Map<string, KeySet>()]));
   private readonly recent: TopologyChange[] = [];
   private readonly events = new EventEmitter();
   private currentVersion = 0;
@@ -179,7 +177,11 @@ export class LiveView {
       this.records.delete(key);
       this.byKey.delete(key);
     }
-    if (doomed.length > 0) this.events.emit('purge', doomed.map(([, node]) => node));
+    if (doomed.length > 0)
+      this.events.emit(
+        'purge',
+        doomed.map(([, node]) => node),
+      );
     return doomed.length;
   }
 

@@ -16,7 +16,12 @@ export class RegistryMetrics {
 
   constructor(collect: { nodesByStatus: () => Record<string, number>; version: () => number }) {
     const registers = [this.registry];
-    this.registrations = new client.Counter({ name: 'rollcall_registrations_total', help: 'Registrations received, by outcome (added, updated, unchanged, rejected, failed).', labelNames: ['outcome'], registers });
+    this.registrations = new client.Counter({
+      name: 'rollcall_registrations_total',
+      help: 'Registrations received, by outcome (added, updated, unchanged, rejected, failed).',
+      labelNames: ['outcome'],
+      registers,
+    });
     this.registrationsSucceeded = new client.Counter({ name: 'rollcall_registrations_succeeded_total', help: 'Registrations accepted (durable or unchanged).', registers });
     this.registrationsFailed = new client.Counter({ name: 'rollcall_registrations_failed_total', help: 'Registrations refused or failed, by error code.', labelNames: ['code'], registers });
     this.registrationDuration = new client.Histogram({
@@ -28,7 +33,12 @@ export class RegistryMetrics {
     this.heartbeats = new client.Counter({ name: 'rollcall_heartbeats_total', help: 'Heartbeats received, by outcome.', labelNames: ['outcome'], registers });
     this.heartbeatFlushes = new client.Counter({ name: 'rollcall_heartbeat_flushes_total', help: 'Batched lease renewals written to the store.', registers });
     this.changes = new client.Counter({ name: 'rollcall_topology_changes_total', help: 'Topology changes committed by this instance.', labelNames: ['change_type', 'reason'], registers });
-    this.writeBatchSize = new client.Histogram({ name: 'rollcall_write_batch_size', help: 'Writes per store transaction (group commit).', buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000], registers });
+    this.writeBatchSize = new client.Histogram({
+      name: 'rollcall_write_batch_size',
+      help: 'Writes per store transaction (group commit).',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers,
+    });
     this.nodes = new client.Gauge({
       name: 'rollcall_nodes',
       help: 'Nodes in the live view, by status.',
@@ -48,9 +58,4 @@ export class RegistryMetrics {
     });
     client.collectDefaultMetrics({ register: this.registry, prefix: 'rollcall_' });
   }
-}
-
-/** The metric `name` of `registry`, created by `create` the first time (components may be built twice). */
-export function metricOnce<T extends client.Metric>(registry: client.Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
 }

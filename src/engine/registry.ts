@@ -322,9 +322,7 @@ export class Registry {
 
   async deregister(namespace: string, nodeId: string, reason: string, incarnation?: number, context: AdmissionContext = {}): Promise<DeregisterResult> {
     this.assertRunning();
-    const write: NodeWrite = incarnation === undefined
-      ? { kind: 'deregister', namespace, node_id: nodeId, reason }
-      : { kind: 'deregister', namespace, node_id: nodeId, reason, incarnation };
+    const write: NodeWrite = incarnation === undefined ? { kind: 'deregister', namespace, node_id: nodeId, reason } : { kind: 'deregister', namespace, node_id: nodeId, reason, incarnation };
     const outcome = await this.writeHealth.track(this.write(write, namespace, nodeId));
     switch (outcome.status) {
       case 'rejected':
@@ -531,9 +529,7 @@ export class Registry {
     for (;;) {
       const candidates = await this.options.store.findExpired(now, this.sweeperSince, this.options.maxBatch);
       if (candidates.length === 0) break;
-      const outcomes = await Promise.all(
-        candidates.map((candidate) => this.queue.submit({ kind: 'expire', ...candidate, graceFromMs: this.sweeperSince ?? now })),
-      );
+      const outcomes = await Promise.all(candidates.map((candidate) => this.queue.submit({ kind: 'expire', ...candidate, graceFromMs: this.sweeperSince ?? now })));
       const changed = outcomes.filter((outcome) => outcome.status === 'changed').length;
       expired += changed;
       if (changed === 0 || candidates.length < this.options.maxBatch) break;

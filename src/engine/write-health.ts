@@ -77,14 +77,17 @@ export class WriteHealth {
   }
 
   private probe(): Promise<Outcome> {
-    this.probing ??= this.options.probe().then(
-      () => this.succeeded(),
-      (error: unknown) => this.failed(error),
-    ).then((outcome) => {
-      this.lastProbe = outcome;
-      this.probing = null;
-      return outcome;
-    });
+    this.probing ??= this.options
+      .probe()
+      .then(
+        () => this.succeeded(),
+        (error: unknown) => this.failed(error),
+      )
+      .then((outcome) => {
+        this.lastProbe = outcome;
+        this.probing = null;
+        return outcome;
+      });
     return this.probing;
   }
 

@@ -16,7 +16,7 @@ import { assertStorableText } from '../domain/storable-text.js';
 import { DEFAULT_NAMESPACE, type RegistrationDefaults } from '../domain/node.js';
 import type { Envelope } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import { metricOnce } from '../metrics.js';
 import type { IntrospectionVerifier } from '../security/introspection-verifier.js';
 
 export interface EventIntakeOptions {
@@ -76,9 +76,21 @@ export class EventIntake {
     this.log = options.logger.child({ component: 'event-intake' });
     this.layout = new TopicLayout(options.topics, options.namespaceTopics);
     const registers = [options.registry.metrics.registry];
-    this.events = metricOnce(options.registry.metrics.registry, 'rollcall_bus_events_total', () => new client.Counter({ name: 'rollcall_bus_events_total', help: 'Events consumed from the bus, by event type and outcome.', labelNames: ['event_type', 'outcome'], registers }));
-    this.deadLetters = metricOnce(options.registry.metrics.registry, 'rollcall_dead_letters_total', () => new client.Counter({ name: 'rollcall_dead_letters_total', help: 'Events sent to the dead-letter topic, by reason.', labelNames: ['reason'], registers }));
-    this.batchSize = metricOnce(options.registry.metrics.registry, 'rollcall_bus_batch_size', () => new client.Histogram({ name: 'rollcall_bus_batch_size', help: 'Events per consumed batch.', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500], registers }));
+    this.events = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_bus_events_total',
+      () => new client.Counter({ name: 'rollcall_bus_events_total', help: 'Events consumed from the bus, by event type and outcome.', labelNames: ['event_type', 'outcome'], registers }),
+    );
+    this.deadLetters = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_dead_letters_total',
+      () => new client.Counter({ name: 'rollcall_dead_letters_total', help: 'Events sent to the dead-letter topic, by reason.', labelNames: ['reason'], registers }),
+    );
+    this.batchSize = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_bus_batch_size',
+      () => new client.Histogram({ name: 'rollcall_bus_batch_size', help: 'Events per consumed batch.', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500], registers }),
+    );
   }
 
   async start(): Promise<void> {
@@ -129,7 +141,9 @@ export class EventIntake {
       const topic = this.layout.topicsOf(target.namespace).requestIntrospection;
       const request: OutgoingMessage = {
         key: null,
-        value: JSON.stringify(envelope(EVENT_TYPES.requestIntrospection, registryId, { reason: 'unknown_node', registry_id: registryId, namespace: target.namespace, target_node_ids: target.node_ids })),
+        value: JSON.stringify(
+          envelope(EVENT_TYPES.requestIntrospection, registryId, { reason: 'unknown_node', registry_id: registryId, namespace: target.namespace, target_node_ids: target.node_ids }),
+        ),
       };
       const list = requests.get(topic);
       if (list) list.push(request);

@@ -11,7 +11,7 @@ import { EVENT_TYPES, envelope, namespaceTopicName, topologyDiff } from '../doma
 import type { JsonObject } from '../domain/json.js';
 import type { TopologyChange } from '../domain/node.js';
 import type { Registry } from '../engine/registry.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import { metricOnce } from '../metrics.js';
 import { Alarm } from './alarm.js';
 
 export const RELAY_PROJECTION = 'topology-diff';
@@ -69,22 +69,36 @@ export class TopologyDiffRelay {
     this.log = options.logger.child({ component: 'topology-diff-relay' });
     this.ownTopics = new Map((options.namespaceTopics ?? []).map((namespace) => [namespace, namespaceTopicName(options.topic, namespace)]));
     const registers = [options.registry.metrics.registry];
-    this.publishedEvents = metricOnce(options.registry.metrics.registry, 'rollcall_topology_diffs_published_total', () => new client.Counter({ name: 'rollcall_topology_diffs_published_total', help: 'TOPOLOGY_DIFF events published by this instance.', registers }));
+    this.publishedEvents = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_topology_diffs_published_total',
+      () => new client.Counter({ name: 'rollcall_topology_diffs_published_total', help: 'TOPOLOGY_DIFF events published by this instance.', registers }),
+    );
     const lagOf = (): number => (this.published < 0 ? 0 : Math.max(0, options.registry.view.version - this.published));
-    this.lag = metricOnce(options.registry.metrics.registry, 'rollcall_topology_diff_lag_versions', () => new client.Gauge({
-      name: 'rollcall_topology_diff_lag_versions',
-      help: 'Topology versions committed but not yet published as diffs (0 on instances that are not the relay).',
-      registers,
-      collect() {
-        this.set(lagOf());
-      },
-    }));
-    this.latency = metricOnce(options.registry.metrics.registry, 'rollcall_topology_diff_publish_delay_seconds', () => new client.Histogram({
-      name: 'rollcall_topology_diff_publish_delay_seconds',
-      help: 'Time from a change being committed to its diff being published.',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    }));
+    this.lag = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_topology_diff_lag_versions',
+      () =>
+        new client.Gauge({
+          name: 'rollcall_topology_diff_lag_versions',
+          help: 'Topology versions committed but not yet published as diffs (0 on instances that are not the relay).',
+          registers,
+          collect() {
+            this.set(lagOf());
+          },
+        }),
+    );
+    this.latency = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_topology_diff_publish_delay_seconds',
+      () =>
+        new client.Histogram({
+          name: 'rollcall_topology_diff_publish_delay_seconds',
+          help: 'Time from a change being committed to its diff being published.',
+          buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+          registers,
+        }),
+    );
   }
 
   /** The version published through, or null when this instance is not the relay. */

@@ -86,9 +86,7 @@ export function presentApiKey(record: ApiKeyRecord): Omit<ApiKeyRecord, 'secret_
   return shown;
 }
 
-export type KeyCheck =
-  | { ok: true; key: ApiKeyRecord }
-  | { ok: false; reason: 'malformed' | 'unknown' | 'revoked' };
+export type KeyCheck = { ok: true; key: ApiKeyRecord } | { ok: false; reason: 'malformed' | 'unknown' | 'revoked' };
 
 /** Looks keys up through a small cache; knows whether any key was ever created. */
 export class ApiKeyRing {
@@ -109,7 +107,10 @@ export class ApiKeyRing {
     if (Date.now() - this.anyCheckedAt >= 1000) {
       this.anyCheckedAt = Date.now();
       // While the store is away, the last answer stands: reads and heartbeats go on from memory.
-      this.anyKeys = await this.store.countApiKeys().then((count) => count > 0, () => this.anyKeys);
+      this.anyKeys = await this.store.countApiKeys().then(
+        (count) => count > 0,
+        () => this.anyKeys,
+      );
     }
     return this.anyKeys;
   }

@@ -165,7 +165,8 @@ export class AuditLog {
     let beforeId: number | undefined;
     if (cursor !== undefined) {
       beforeId = Number(Buffer.from(cursor, 'base64url').toString('utf8'));
-      if (!Number.isSafeInteger(beforeId) || beforeId <= 0) throw new RollcallError('VALIDATION_FAILED', 'Query parameter cursor is not a cursor this API returned.', { details: { parameter: 'cursor' } });
+      if (!Number.isSafeInteger(beforeId) || beforeId <= 0)
+        throw new RollcallError('VALIDATION_FAILED', 'Query parameter cursor is not a cursor this API returned.', { details: { parameter: 'cursor' } });
     }
     // What was recorded before the query is part of its answer.
     await this.flush();

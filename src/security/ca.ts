@@ -48,7 +48,10 @@ export function isSpiffeSegment(value: string): boolean {
 /** `spiffe://<trust-domain>/node/<node_type>/<node_id>`; refuses parts a SPIFFE ID cannot carry. */
 export function nodeSpiffeId(trustDomain: string, nodeType: string, nodeId: string): string {
   if (!TRUST_DOMAIN_PATTERN.test(trustDomain)) throw new RollcallError('VALIDATION_FAILED', `Trust domain "${trustDomain}" is not valid: lower-case letters, digits, ".", "-" and "_".`);
-  for (const [field, value] of [['node_type', nodeType], ['node_id', nodeId]] as const) {
+  for (const [field, value] of [
+    ['node_type', nodeType],
+    ['node_id', nodeId],
+  ] as const) {
     if (!isSpiffeSegment(value)) {
       throw new RollcallError('VALIDATION_FAILED', `${field} "${value}" cannot be a SPIFFE ID path segment: letters, digits, ".", "-" and "_" only.`, { details: { field } });
     }
@@ -73,9 +76,10 @@ function randomSerial(): string {
 }
 
 function uriSans(certificate: X509Certificate | Pkcs10CertificateRequest): string[] {
-  const extension = certificate instanceof X509Certificate
-    ? certificate.getExtension(SubjectAlternativeNameExtension)
-    : certificate.extensions.find((item): item is SubjectAlternativeNameExtension => item instanceof SubjectAlternativeNameExtension);
+  const extension =
+    certificate instanceof X509Certificate
+      ? certificate.getExtension(SubjectAlternativeNameExtension)
+      : certificate.extensions.find((item): item is SubjectAlternativeNameExtension => item instanceof SubjectAlternativeNameExtension);
   return (extension?.names.items ?? []).filter((name) => name.type === 'url').map((name) => name.value);
 }
 
@@ -173,12 +177,7 @@ export interface RevocationChecker {
  * carrying exactly one node SPIFFE ID of that root's trust domain, and (when `revocations` is given)
  * not revoked. Throws RollcallError SVID_INVALID, SVID_EXPIRED or SVID_REVOKED.
  */
-export async function verifySvidChain(
-  certificatePem: string,
-  bundle: string | readonly X509Certificate[],
-  now: Date = new Date(),
-  revocations?: RevocationChecker,
-): Promise<VerifiedSvid> {
+export async function verifySvidChain(certificatePem: string, bundle: string | readonly X509Certificate[], now: Date = new Date(), revocations?: RevocationChecker): Promise<VerifiedSvid> {
   const certificate = parseCertificate(certificatePem, 'SVID_INVALID', 'The SVID');
   const roots = parseBundle(bundle);
   let issuer: X509Certificate | null = null;
@@ -238,20 +237,23 @@ export class CertificateAuthority {
   static async create(trustDomain: string, now: Date = new Date()): Promise<{ ca: CertificateAuthority; keyPem: string }> {
     if (!TRUST_DOMAIN_PATTERN.test(trustDomain)) throw new RollcallError('VALIDATION_FAILED', `Trust domain "${trustDomain}" is not valid: lower-case letters, digits, ".", "-" and "_".`);
     const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
-    const certificate = await X509CertificateGenerator.createSelfSigned({
-      serialNumber: randomSerial(),
-      name: `CN=rollcall root CA ${trustDomain}, O=rollcall`,
-      notBefore: now,
-      notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
-      signingAlgorithm: SIGNING_ALGORITHM,
-      keys,
-      extensions: [
-        new BasicConstraintsExtension(true, undefined, true),
-        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
-        await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto),
-        new SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-      ],
-    }, webcrypto);
+    const certificate = await X509CertificateGenerator.createSelfSigned(
+      {
+        serialNumber: randomSerial(),
+        name: `CN=rollcall root CA ${trustDomain}, O=rollcall`,
+        notBefore: now,
+        notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
+        signingAlgorithm: SIGNING_ALGORITHM,
+        keys,
+        extensions: [
+          new BasicConstraintsExtension(true, undefined, true),
+          new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+          await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto),
+          new SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
+        ],
+      },
+      webcrypto,
+    );
     const keyPem = PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
     // Keep the in-memory key unextractable, as a loaded one is.
     const privateKey = await importPrivateKey(keyPem);
@@ -297,25 +299,28 @@ export class CertificateAuthority {
     // X.509 times have second precision: round down so the recorded window is the certificate's.
     notBefore.setUTCMilliseconds(0);
     const notAfter = new Date(notBefore.getTime() + ttlSeconds * 1000);
-    const certificate = await X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: options.namespace ? [{ O: [options.namespace] }] : [],
-      issuer: this.certificate.subjectName,
-      notBefore,
-      notAfter,
-      publicKey: csr.publicKey,
-      signingKey: this.privateKey,
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new BasicConstraintsExtension(false, undefined, true),
-        new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
-        new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth]),
-        // An SVID with an empty subject must mark its SAN critical (SPIFFE X.509-SVID spec).
-        new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], !options.namespace),
-        await SubjectKeyIdentifierExtension.create(csr.publicKey, false, webcrypto),
-        await AuthorityKeyIdentifierExtension.create(this.certificate, false, webcrypto),
-      ],
-    }, webcrypto);
+    const certificate = await X509CertificateGenerator.create(
+      {
+        serialNumber: randomSerial(),
+        subject: options.namespace ? [{ O: [options.namespace] }] : [],
+        issuer: this.certificate.subjectName,
+        notBefore,
+        notAfter,
+        publicKey: csr.publicKey,
+        signingKey: this.privateKey,
+        signingAlgorithm: SIGNING_ALGORITHM,
+        extensions: [
+          new BasicConstraintsExtension(false, undefined, true),
+          new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+          new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth]),
+          // An SVID with an empty subject must mark its SAN critical (SPIFFE X.509-SVID spec).
+          new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], !options.namespace),
+          await SubjectKeyIdentifierExtension.create(csr.publicKey, false, webcrypto),
+          await AuthorityKeyIdentifierExtension.create(this.certificate, false, webcrypto),
+        ],
+      },
+      webcrypto,
+    );
     return { certificate: certificate.toString('pem'), serial: certificate.serialNumber, spiffeId, notBefore: certificate.notBefore, notAfter: certificate.notAfter };
   }
 
@@ -343,7 +348,12 @@ export async function initCaFiles(dir: string, trustDomain: string, now: Date = 
   const certFile = join(dir, CA_CERT_FILE);
   const keyFile = join(dir, CA_KEY_FILE);
   for (const file of [certFile, keyFile]) {
-    if (await stat(file).then(() => true, () => false)) {
+    if (
+      await stat(file).then(
+        () => true,
+        () => false,
+      )
+    ) {
       throw new RollcallError('CA_EXISTS', `${file} exists: a CA is already initialised there; remove it yourself to start over.`, { details: { file } });
     }
   }

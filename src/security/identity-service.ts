@@ -74,7 +74,9 @@ export class IdentityService implements RevocationChecker {
     if (asked !== null) {
       const parsed = parseSpiffeId(asked);
       if (!parsed || parsed.trustDomain !== this.trustDomain || parsed.nodeId !== request.nodeId || (nodeType !== undefined && parsed.nodeType !== nodeType)) {
-        throw new RollcallError('CSR_INVALID', `The CSR asks for ${asked}, which is not spiffe://${this.trustDomain}/node/${nodeType ?? '<node_type>'}/${request.nodeId}.`, { details: { reason: 'san' } });
+        throw new RollcallError('CSR_INVALID', `The CSR asks for ${asked}, which is not spiffe://${this.trustDomain}/node/${nodeType ?? '<node_type>'}/${request.nodeId}.`, {
+          details: { reason: 'san' },
+        });
       }
       nodeType = parsed.nodeType;
     }
@@ -106,10 +108,9 @@ export class IdentityService implements RevocationChecker {
     const csr = await parseCsr(request.csr);
     const sameKey = Buffer.from(csr.publicKey.rawData).equals(Buffer.from(current.certificate.publicKey.rawData));
     if (!sameKey) {
-      if (request.proof === undefined) throw new RollcallError('SVID_INVALID', 'The CSR has a new key: sign its DER with the current SVID key and send it as proof.', { details: { reason: 'proof_required' } });
-      const signed = await globalThis.crypto.subtle
-        .verify(SIGNING_ALGORITHM, current.publicKey, Buffer.from(request.proof, 'base64'), csr.rawData)
-        .catch(() => false);
+      if (request.proof === undefined)
+        throw new RollcallError('SVID_INVALID', 'The CSR has a new key: sign its DER with the current SVID key and send it as proof.', { details: { reason: 'proof_required' } });
+      const signed = await globalThis.crypto.subtle.verify(SIGNING_ALGORITHM, current.publicKey, Buffer.from(request.proof, 'base64'), csr.rawData).catch(() => false);
       if (!signed) throw new RollcallError('SVID_INVALID', 'The proof is not a signature of the CSR by the current SVID key.', { details: { reason: 'proof' } });
     }
     const asked = requestedSpiffeId(csr);
@@ -169,5 +170,8 @@ export async function revokeCertificate(store: Store, request: { serial?: string
   if (request.spiffeId !== undefined && parseSpiffeId(request.spiffeId) === null) {
     throw new RollcallError('REVOCATION_INVALID', 'spiffe_id must be spiffe://<trust-domain>/node/<node_type>/<node_id>.', { details: { field: 'spiffe_id' } });
   }
-  return store.revokeCertificate({ ...(serial !== undefined ? { serial } : {}), ...(request.spiffeId !== undefined ? { spiffe_id: request.spiffeId } : {}), reason: request.reason ?? 'unspecified' }, nowMs);
+  return store.revokeCertificate(
+    { ...(serial !== undefined ? { serial } : {}), ...(request.spiffeId !== undefined ? { spiffe_id: request.spiffeId } : {}), reason: request.reason ?? 'unspecified' },
+    nowMs,
+  );
 }

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import client from 'prom-client';
 import { RollcallError, type ErrorCode } from '../domain/errors.js';
 import type { Envelope } from '../domain/schemas.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import { metricOnce } from '../metrics.js';
 import { SIGNATURE_ALGORITHM, securityOf, uriSans, verifyEnvelopeSignature } from './signing.js';
 
 /** WebCrypto's key type (the DOM lib is not loaded). */
@@ -144,7 +144,10 @@ function dateOf(text: string): number {
 
 /** The subject's O (the namespace the SVID was issued for), when there is exactly one. */
 export function namespaceFromSubject(certificate: X509Certificate): string | null {
-  const units = (certificate.subject ?? '').split('\n').filter((line) => line.startsWith('O=')).map((line) => line.slice(2));
+  const units = (certificate.subject ?? '')
+    .split('\n')
+    .filter((line) => line.startsWith('O='))
+    .map((line) => line.slice(2));
   return units.length === 1 ? (units[0] as string) : null;
 }
 
@@ -168,12 +171,17 @@ export class IntrospectionVerifier {
     this.svids = new LRUCache({ max: options.certificateCacheSize ?? 10_000 });
     this.log = options.logger.child({ component: 'introspection-verifier' });
     const registers = [options.metrics];
-    this.rejections = metricOnce(options.metrics, 'rollcall_signature_rejections_total', () => new client.Counter({
-      name: 'rollcall_signature_rejections_total',
-      help: 'Envelopes failing signature verification, by reason (error code) and mode (permissive ones were accepted anyway).',
-      labelNames: ['reason', 'mode'],
-      registers,
-    }));
+    this.rejections = metricOnce(
+      options.metrics,
+      'rollcall_signature_rejections_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_signature_rejections_total',
+          help: 'Envelopes failing signature verification, by reason (error code) and mode (permissive ones were accepted anyway).',
+          labelNames: ['reason', 'mode'],
+          registers,
+        }),
+    );
   }
 
   /**
@@ -200,7 +208,7 @@ export class IntrospectionVerifier {
 
   private async check(event: Envelope | null, claim: ClaimedIdentity, context: VerifyContext): Promise<VerifiedIdentity> {
     const security = event ? securityOf(event) : null;
-    if (event === null || security === null) throw reject('SIGNATURE_REQUIRED', 'The event is unsigned; send an OnexEnvelopeV1 with a security block signed by the node\'s SVID.');
+    if (event === null || security === null) throw reject('SIGNATURE_REQUIRED', "The event is unsigned; send an OnexEnvelopeV1 with a security block signed by the node's SVID.");
     const { spiffe_id: spiffeId, svid_certificate: pem, signature, signature_algorithm: algorithm, signed_at: signedAt } = security;
     if (typeof spiffeId !== 'string' || typeof pem !== 'string' || typeof signature !== 'string' || typeof signedAt !== 'string') {
       throw reject('SIGNATURE_INVALID', 'The security block needs spiffe_id, svid_certificate, signature and signed_at strings.');
@@ -264,7 +272,7 @@ export class IntrospectionVerifier {
     if (certificate.ca) throw reject('CERTIFICATE_INVALID', 'svid_certificate is a CA certificate, not an SVID.');
     const key = certificate.publicKey;
     if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-      throw reject('CERTIFICATE_INVALID', 'The SVID\'s key is not an ECDSA P-256 key.');
+      throw reject('CERTIFICATE_INVALID', "The SVID's key is not an ECDSA P-256 key.");
     }
     const spiffeIds = uriSans(certificate.subjectAltName).filter((uri) => uri.startsWith('spiffe://'));
     const match = spiffeIds.length === 1 ? SPIFFE_NODE_ID.exec(spiffeIds[0] as string) : null;
@@ -275,7 +283,7 @@ export class IntrospectionVerifier {
       nodeType = decodeURIComponent(match[2] as string);
       nodeId = decodeURIComponent(match[3] as string);
     } catch {
-      throw reject('CERTIFICATE_INVALID', 'The SVID\'s SPIFFE ID is not a valid URI path.');
+      throw reject('CERTIFICATE_INVALID', "The SVID's SPIFFE ID is not a valid URI path.");
     }
     const svid: ParsedSvid = {
       certificate,
@@ -370,7 +378,11 @@ export class FileTrustSource implements TrustSource {
   private revoked: { mtimeMs: number; entries: Set<string> } | null;
   private checkedAt = 0;
 
-  constructor(private readonly bundleFile: string, private readonly revocationFile?: string, private readonly reloadIntervalMs = 1000) {
+  constructor(
+    private readonly bundleFile: string,
+    private readonly revocationFile?: string,
+    private readonly reloadIntervalMs = 1000,
+  ) {
     try {
       this.bundle = this.readBundle();
       this.revoked = revocationFile === undefined ? null : this.readRevoked(revocationFile);

@@ -38,17 +38,15 @@ export interface CreatedJoinToken {
 }
 
 /** Creates a join token in the store (the CLI's path, which needs no CA, and the API's). */
-export async function createJoinToken(
-  store: Store,
-  request: { namespace: string; nodeType: string; ttlSeconds?: number; uses?: number },
-  nowMs: number = Date.now(),
-): Promise<CreatedJoinToken> {
+export async function createJoinToken(store: Store, request: { namespace: string; nodeType: string; ttlSeconds?: number; uses?: number }, nowMs: number = Date.now()): Promise<CreatedJoinToken> {
   const ttlSeconds = request.ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
   const uses = request.uses ?? 1;
-  if (!(ttlSeconds > 0 && ttlSeconds <= MAX_JOIN_TOKEN_TTL_SECONDS)) throw new RollcallError('VALIDATION_FAILED', `ttl must be 1 s to ${MAX_JOIN_TOKEN_TTL_SECONDS} s.`, { details: { field: 'ttl_seconds' } });
+  if (!(ttlSeconds > 0 && ttlSeconds <= MAX_JOIN_TOKEN_TTL_SECONDS))
+    throw new RollcallError('VALIDATION_FAILED', `ttl must be 1 s to ${MAX_JOIN_TOKEN_TTL_SECONDS} s.`, { details: { field: 'ttl_seconds' } });
   if (!(Number.isInteger(uses) && uses >= 1 && uses <= 10_000)) throw new RollcallError('VALIDATION_FAILED', 'uses must be an integer from 1 to 10000.', { details: { field: 'uses' } });
   // A token for a node_type that cannot be a SPIFFE path segment could never be used.
-  if (!isSpiffeSegment(request.nodeType)) throw new RollcallError('VALIDATION_FAILED', `node_type "${request.nodeType}" cannot be a SPIFFE ID path segment: letters, digits, ".", "-" and "_" only.`, { details: { field: 'node_type' } });
+  if (!isSpiffeSegment(request.nodeType))
+    throw new RollcallError('VALIDATION_FAILED', `node_type "${request.nodeType}" cannot be a SPIFFE ID path segment: letters, digits, ".", "-" and "_" only.`, { details: { field: 'node_type' } });
   const { token, id } = generateJoinToken();
   const expiresAt = new Date(nowMs + ttlSeconds * 1000).toISOString();
   await store.createJoinToken({

@@ -41,11 +41,13 @@ export async function openStore(target: StoreTarget): Promise<Store> {
   }
   if (isMemoryDataDir(target.dataDir)) return new SqlStore(await PgliteClient.open(target.dataDir));
   const dataDir = target.dataDir as string;
-  const lock = target.lock ?? (await lockDataDir(dataDir, {
-    command: target.command ?? 'store',
-    ...(target.lockWaitMs !== undefined ? { waitMs: target.lockWaitMs } : {}),
-    ...(target.lockHint !== undefined ? { hint: target.lockHint } : {}),
-  }));
+  const lock =
+    target.lock ??
+    (await lockDataDir(dataDir, {
+      command: target.command ?? 'store',
+      ...(target.lockWaitMs !== undefined ? { waitMs: target.lockWaitMs } : {}),
+      ...(target.lockHint !== undefined ? { hint: target.lockHint } : {}),
+    }));
   try {
     return new SqlStore(await PgliteClient.open(dataDir, lock));
   } catch (error) {

@@ -70,7 +70,10 @@ export async function judgeWriteFailure(error: unknown, subject: WriteSubject, p
     }
     // Serialisation failures and deadlocks (class 40) and the rest: the server answered, so a
     // smaller batch may pass; alone, the write may be tried again.
-    return { kind: 'refused', error: new RollcallError('STORE_UNAVAILABLE', `The store could not commit ${subject.text}: ${message} (SQLSTATE ${sqlstate}).`, { cause: error, details: { ...subject.details, sqlstate } }) };
+    return {
+      kind: 'refused',
+      error: new RollcallError('STORE_UNAVAILABLE', `The store could not commit ${subject.text}: ${message} (SQLSTATE ${sqlstate}).`, { cause: error, details: { ...subject.details, sqlstate } }),
+    };
   }
   const errno = (error as { code?: unknown } | null)?.code;
   if ((typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) || CONNECTION_ERROR.test(message)) return { kind: 'unavailable' };

@@ -19,19 +19,7 @@ import {
 import { migrate } from './migrate.js';
 import { judgeWriteFailure, type WriteSubject } from './sql-errors.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
-import type {
-  ApiKeyRecord,
-  ChangesPage,
-  Duty,
-  ExpiryCandidate,
-  HeartbeatLogEntry,
-  LeaseRenewal,
-  NodeWrite,
-  Profile,
-  Store,
-  WriteFailure,
-  WriteOutcome,
-} from './store.js';
+import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, NodeWrite, Profile, Store, WriteFailure, WriteOutcome } from './store.js';
 import type { AuditEntry, AuditQuery, NamespaceQuotas, PolicyVersion, StoredAuditEntry } from './store.js';
 import type { CertificateRevocation, IssuedCertificate, JoinTokenRecord, JoinTokenUse } from './store.js';
 
@@ -239,9 +227,7 @@ function planWrite(
         removed_at: null,
         removal_reason: null,
       });
-      return live
-        ? { record, changeType: 'updated', fields: changedFields(existing, reg), reason: reg.reason }
-        : { record, changeType: 'added', fields: [], reason: reg.reason };
+      return live ? { record, changeType: 'updated', fields: changedFields(existing, reg), reason: reg.reason } : { record, changeType: 'added', fields: [], reason: reg.reason };
     }
     case 'deregister': {
       if (!existing) return { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
@@ -295,9 +281,7 @@ export class SqlStore implements Store {
     if (writes.length === 0) return [];
     const nowIso = new Date(nowMs).toISOString();
     const keys = writes.map((write) =>
-      write.kind === 'register'
-        ? { namespace: write.registration.namespace, node_id: write.registration.node_id }
-        : { namespace: write.namespace, node_id: write.node_id },
+      write.kind === 'register' ? { namespace: write.registration.namespace, node_id: write.registration.node_id } : { namespace: write.namespace, node_id: write.node_id },
     );
     return this.client.transaction(async (tx) => {
       // Writers of the same node serialise on its key lock, taken in one order to rule out deadlock;
@@ -383,10 +367,9 @@ export class SqlStore implements Store {
     for (const write of writes) if (write.kind === 'register' && write.quota && deregistering.has(write.registration.namespace)) quoted.add(write.registration.namespace);
     if (quoted.size === 0) return null;
     const namespaces = [...quoted].sort();
-    await tx.query(
-      `SELECT count(pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}, hashtext(ns))) FROM (SELECT jsonb_array_elements_text($1::jsonb) AS ns ORDER BY 1) AS sorted`,
-      [JSON.stringify(namespaces)],
-    );
+    await tx.query(`SELECT count(pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}, hashtext(ns))) FROM (SELECT jsonb_array_elements_text($1::jsonb) AS ns ORDER BY 1) AS sorted`, [
+      JSON.stringify(namespaces),
+    ]);
     // A statement of its own, after the lock: it sees what the previous holder committed.
     const counts = await tx.query<{ namespace: string; node_type: string; n: number | string }>(
       `SELECT namespace, node_type, count(*) AS n FROM node_registrations
@@ -403,17 +386,11 @@ export class SqlStore implements Store {
     return places;
   }
 
-  private async lockAndFetch(
-    tx: SqlExecutor,
-    keys: Array<{ namespace: string; node_id: string }>,
-  ): Promise<Map<string, { record: NodeRecord; leaseMs: number | undefined }>> {
+  private async lockAndFetch(tx: SqlExecutor, keys: Array<{ namespace: string; node_id: string }>): Promise<Map<string, { record: NodeRecord; leaseMs: number | undefined }>> {
     const lockKeys = [...new Set(keys.map((key) => keyLock(key.namespace, key.node_id)))].sort((a, b) => a - b);
     // The locks are a statement of their own: a read in the same statement would use a snapshot
     // taken before the wait for a lock ended, and miss the write that held it.
-    await tx.query(
-      `SELECT count(pg_advisory_xact_lock(${NODE_LOCK_CLASS}, k::int)) FROM jsonb_array_elements_text($1::jsonb) AS k`,
-      [JSON.stringify(lockKeys)],
-    );
+    await tx.query(`SELECT count(pg_advisory_xact_lock(${NODE_LOCK_CLASS}, k::int)) FROM jsonb_array_elements_text($1::jsonb) AS k`, [JSON.stringify(lockKeys)]);
     const result = await tx.query<NodeRow>(
       `SELECT r.*, (extract(epoch from l.last_heartbeat) * 1000)::float8 AS lease_heartbeat_ms
        FROM (SELECT DISTINCT namespace, node_id FROM jsonb_to_recordset($1::jsonb) AS k(namespace text, node_id text)) k
@@ -453,10 +430,9 @@ export class SqlStore implements Store {
 
   async purgeRemoved(cutoffMs: number): Promise<number> {
     return this.client.transaction(async (tx) => {
-      const purged = await tx.query<{ namespace: string; node_id: string }>(
-        `DELETE FROM node_registrations WHERE status <> 'online' AND removed_at < $1 RETURNING namespace, node_id`,
-        [new Date(cutoffMs).toISOString()],
-      );
+      const purged = await tx.query<{ namespace: string; node_id: string }>(`DELETE FROM node_registrations WHERE status <> 'online' AND removed_at < $1 RETURNING namespace, node_id`, [
+        new Date(cutoffMs).toISOString(),
+      ]);
       if (purged.rows.length > 0) {
         await tx.query(
           `DELETE FROM node_leases l USING jsonb_to_recordset($1::jsonb) AS k(namespace text, node_id text)
@@ -509,10 +485,7 @@ export class SqlStore implements Store {
   async changesSince(afterVersion: number, limit: number): Promise<ChangesPage> {
     const state = await this.client.query<{ pruned_through: string | number }>('SELECT pruned_through FROM topology_state WHERE id = 1');
     const prunedThrough = Number(state.rows[0]?.pruned_through ?? 0);
-    const rows = await this.client.query<ChangeRow>(
-      'SELECT * FROM topology_changes WHERE version > $1 ORDER BY version LIMIT $2',
-      [afterVersion, limit],
-    );
+    const rows = await this.client.query<ChangeRow>('SELECT * FROM topology_changes WHERE version > $1 ORDER BY version LIMIT $2', [afterVersion, limit]);
     return { changes: rows.rows.map(toChange), prunedThrough };
   }
 
@@ -618,10 +591,12 @@ export class SqlStore implements Store {
   }
 
   async revokeCertificate(revocation: { serial?: string; spiffe_id?: string; reason: string }, nowMs: number): Promise<CertificateRevocation> {
-    const result = await this.client.query<RevocationRow>(
-      'INSERT INTO certificate_revocations (serial, spiffe_id, reason, revoked_at) VALUES ($1, $2, $3, $4) RETURNING *',
-      [revocation.serial ?? null, revocation.spiffe_id ?? null, revocation.reason, new Date(nowMs).toISOString()],
-    );
+    const result = await this.client.query<RevocationRow>('INSERT INTO certificate_revocations (serial, spiffe_id, reason, revoked_at) VALUES ($1, $2, $3, $4) RETURNING *', [
+      revocation.serial ?? null,
+      revocation.spiffe_id ?? null,
+      revocation.reason,
+      new Date(nowMs).toISOString(),
+    ]);
     return toRevocation(result.rows[0] as RevocationRow);
   }
 
@@ -654,9 +629,10 @@ export class SqlStore implements Store {
   }
 
   async getPolicy(namespace: string, version?: number): Promise<PolicyVersion | null> {
-    const result = version === undefined
-      ? await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 ORDER BY version DESC LIMIT 1', [namespace])
-      : await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 AND version = $2', [namespace, version]);
+    const result =
+      version === undefined
+        ? await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 ORDER BY version DESC LIMIT 1', [namespace])
+        : await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 AND version = $2', [namespace, version]);
     const row = result.rows[0];
     return row ? toPolicy(row) : null;
   }
@@ -718,10 +694,7 @@ export class SqlStore implements Store {
     if (query.since !== undefined) where('occurred_at', query.since, '>=');
     if (query.beforeId !== undefined) where('id', query.beforeId, '<');
     values.push(query.limit);
-    const result = await this.client.query<AuditRow>(
-      `SELECT * FROM audit_log ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${values.length}`,
-      values,
-    );
+    const result = await this.client.query<AuditRow>(`SELECT * FROM audit_log ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${values.length}`, values);
     return result.rows.map(toAudit);
   }
 
@@ -731,10 +704,14 @@ export class SqlStore implements Store {
   }
 
   async createApiKey(key: Omit<ApiKeyRecord, 'revoked_at'>): Promise<ApiKeyRecord> {
-    const result = await this.client.query<ApiKeyRow>(
-      `INSERT INTO api_keys (id, name, namespace, scope, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
-      [key.id, key.name, key.namespace, key.scope, key.secret_hash, key.created_at],
-    );
+    const result = await this.client.query<ApiKeyRow>(`INSERT INTO api_keys (id, name, namespace, scope, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`, [
+      key.id,
+      key.name,
+      key.namespace,
+      key.scope,
+      key.secret_hash,
+      key.created_at,
+    ]);
     return toApiKey(result.rows[0] as ApiKeyRow);
   }
 
@@ -750,10 +727,7 @@ export class SqlStore implements Store {
   }
 
   async revokeApiKey(id: string, nowMs: number): Promise<ApiKeyRecord | null> {
-    const result = await this.client.query<ApiKeyRow>(
-      'UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *',
-      [id, new Date(nowMs).toISOString()],
-    );
+    const result = await this.client.query<ApiKeyRow>('UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *', [id, new Date(nowMs).toISOString()]);
     const row = result.rows[0];
     return row ? toApiKey(row) : null;
   }
@@ -799,7 +773,16 @@ interface JoinTokenRow {
 }
 
 function toJoinToken(row: JoinTokenRow): JoinTokenRecord {
-  return { id: row.id, token_hash: row.token_hash, namespace: row.namespace, node_type: row.node_type, uses_remaining: Number(row.uses_remaining), max_uses: Number(row.max_uses), expires_at: iso(row.expires_at), created_at: iso(row.created_at) };
+  return {
+    id: row.id,
+    token_hash: row.token_hash,
+    namespace: row.namespace,
+    node_type: row.node_type,
+    uses_remaining: Number(row.uses_remaining),
+    max_uses: Number(row.max_uses),
+    expires_at: iso(row.expires_at),
+    created_at: iso(row.created_at),
+  };
 }
 
 interface RevocationRow {

@@ -18,10 +18,7 @@ export type NodeWrite =
   /** Takes a node offline if, checked again inside the transaction, its lease has lapsed. */
   | { kind: 'expire'; namespace: string; node_id: string; incarnation: number; graceFromMs: number };
 
-export type WriteOutcome =
-  | { status: 'changed'; change: TopologyChange }
-  | { status: 'unchanged'; node: NodeRecord }
-  | { status: 'rejected'; error: RollcallError };
+export type WriteOutcome = { status: 'changed'; change: TopologyChange } | { status: 'unchanged'; node: NodeRecord } | { status: 'rejected'; error: RollcallError };
 
 /** What a failed `applyWrites` means for the writes it carried. */
 export type WriteFailure =
@@ -77,10 +74,7 @@ export interface JoinTokenRecord {
   created_at: string;
 }
 
-export type JoinTokenUse =
-  | { status: 'consumed'; token: JoinTokenRecord }
-  | { status: 'unknown' | 'expired' | 'used_up' }
-  | { status: 'wrong_node_type'; token: JoinTokenRecord };
+export type JoinTokenUse = { status: 'consumed'; token: JoinTokenRecord } | { status: 'unknown' | 'expired' | 'used_up' } | { status: 'wrong_node_type'; token: JoinTokenRecord };
 
 export interface IssuedCertificate {
   serial: string;

@@ -264,7 +264,7 @@ describe('NodeAgent over the event bus', () => {
     assert.equal(seen.messages.length, after, 'no heartbeat after stop()');
   });
 
-  it('answers a registry request addressed to it with the request\'s correlation id, and ignores others', async () => {
+  it("answers a registry request addressed to it with the request's correlation id, and ignores others", async () => {
     const seen = await tap(bus, [topics.introspection]);
     const agent = busAgent('worker-req');
     await agent.start();
@@ -282,7 +282,10 @@ describe('NodeAgent over the event bus', () => {
         const found = seen.messages.map(parsed).filter((event) => event.payload.reason === 'registry_request');
         return found.length >= 2 ? found : undefined;
       });
-      assert.deepEqual(answers.map((event) => event.correlation_id), ['corr-mine', request.event_id]);
+      assert.deepEqual(
+        answers.map((event) => event.correlation_id),
+        ['corr-mine', request.event_id],
+      );
       for (const answer of answers) {
         assert.equal(answer.source_node_id, 'worker-req');
         assert.equal(answer.payload.node_id, 'worker-req');
@@ -348,7 +351,7 @@ describe('NodeAgent over the event bus', () => {
   });
 });
 
-describe('NodeAgent and TopologyFollower on the registry\'s own event plane', () => {
+describe("NodeAgent and TopologyFollower on the registry's own event plane", () => {
   let t: TestServer;
   before(async () => {
     t = await startTestServer({ store: 'pglite', config: { dataDir: 'memory://' } });

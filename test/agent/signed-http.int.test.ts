@@ -101,7 +101,16 @@ describe('an agent over HTTP in enforce mode, with a nodes:write key', () => {
     const identity = { node_id: 'sig-1', node_type: 'worker' };
     const rotator = new SvidRotator({ registryUrl: t.url, identity, joinToken: await joinToken('worker'), logger: testLogger });
     const transport = new RecordingTransport(new HttpTransport({ registryUrl: t.url, apiKey: keys.writer, logger: testLogger }));
-    const agent = new NodeAgent({ identity, introspect: () => ({ capabilities: { slots: 4 }, health_status: 'healthy' }), transport, svid: rotator, heartbeatIntervalMs: 100, jitter: 0, leaseTtlSeconds: 30, logger: testLogger });
+    const agent = new NodeAgent({
+      identity,
+      introspect: () => ({ capabilities: { slots: 4 }, health_status: 'healthy' }),
+      transport,
+      svid: rotator,
+      heartbeatIntervalMs: 100,
+      jitter: 0,
+      leaseTtlSeconds: 30,
+      logger: testLogger,
+    });
     const rejectedBefore = await rejections();
 
     await agent.start();
@@ -125,10 +134,13 @@ describe('an agent over HTTP in enforce mode, with a nodes:write key', () => {
 
     // The registry verified them: its writes are attributed to the node's SPIFFE ID, not to the key.
     const entries = (await audit('namespace=default')).filter((entry) => entry.node_id === 'sig-1');
-    assert.deepEqual(entries.map((entry) => [entry.action, entry.actor, entry.decision]), [
-      ['node.deregister', 'node:spiffe://fleet.test/node/worker/sig-1', 'allowed'],
-      ['node.register', 'node:spiffe://fleet.test/node/worker/sig-1', 'allowed'],
-    ]);
+    assert.deepEqual(
+      entries.map((entry) => [entry.action, entry.actor, entry.decision]),
+      [
+        ['node.deregister', 'node:spiffe://fleet.test/node/worker/sig-1', 'allowed'],
+        ['node.register', 'node:spiffe://fleet.test/node/worker/sig-1', 'allowed'],
+      ],
+    );
   });
 
   it('announces again when a signed heartbeat finds its registration gone', async () => {
@@ -166,7 +178,7 @@ describe('POST /api/v1/events refusals in enforce mode', () => {
     assert.ok(denied.every((entry) => entry.reason === 'SIGNATURE_REQUIRED' && entry.actor === 'anonymous'));
   });
 
-  it('takes a signed introspection without a namespace on /api/v1/introspection, in the key\'s namespace, as signed', async () => {
+  it("takes a signed introspection without a namespace on /api/v1/introspection, in the key's namespace, as signed", async () => {
     const credentials = await enrol('sig-ns');
     const event = await signEnvelope(envelope('NODE_INTROSPECTION', 'sig-ns', { node_id: 'sig-ns', node_type: 'worker', incarnation: 1 }), credentials);
     const response = await json(`${t.url}/api/v1/introspection`, { body: event, headers: bearer(keys.writer) });
@@ -186,7 +198,11 @@ describe('POST /api/v1/events refusals in enforce mode', () => {
 
     // Both the payload and the envelope name sig-4; the certificate is sig-5's.
     await expectProblem(postEvent(await signEnvelope(envelope('NODE_HEARTBEAT', 'sig-4', { node_id: 'sig-4', incarnation: 1 }), intruder)), 403, 'IDENTITY_MISMATCH');
-    await expectProblem(postEvent(await signEnvelope(envelope('NODE_TOMBSTONE', 'sig-4', { node_id: 'sig-4', node_type: 'worker', removal_reason: 'graceful_shutdown' }), intruder)), 403, 'IDENTITY_MISMATCH');
+    await expectProblem(
+      postEvent(await signEnvelope(envelope('NODE_TOMBSTONE', 'sig-4', { node_id: 'sig-4', node_type: 'worker', removal_reason: 'graceful_shutdown' }), intruder)),
+      403,
+      'IDENTITY_MISMATCH',
+    );
     await expectProblem(postEvent(await signEnvelope(envelope('NODE_INTROSPECTION', 'sig-4', { node_id: 'sig-4', node_type: 'worker', incarnation: 2 }), intruder)), 403, 'IDENTITY_MISMATCH');
     assert.equal((await rejections()).IDENTITY_MISMATCH, counted + 3);
     const after = await getNode('sig-4');
@@ -227,7 +243,9 @@ describe('POST /api/v1/events refusals in enforce mode', () => {
     const credentials = await enrol('sig-7');
     await announce('sig-7', credentials);
     const client = new RollcallClient(t.url, { apiKey: keys.writer });
-    const result = await client.publishEvent(await signEnvelope(envelope('NODE_TOMBSTONE', 'sig-7', { node_id: 'sig-7', node_type: 'worker', incarnation: 1, removal_reason: 'maintenance' }), credentials));
+    const result = await client.publishEvent(
+      await signEnvelope(envelope('NODE_TOMBSTONE', 'sig-7', { node_id: 'sig-7', node_type: 'worker', incarnation: 1, removal_reason: 'maintenance' }), credentials),
+    );
     assert.equal(result.event_type, 'NODE_TOMBSTONE');
     assert.equal(result.status, 'removed');
     assert.equal(result.reason, 'maintenance');

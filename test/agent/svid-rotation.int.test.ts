@@ -44,9 +44,18 @@ describe('renewal schedule and backoff', () => {
 
   it('doubles the retry wait from the first one up to the cap, with bounded jitter', () => {
     const middle = (): number => 0.5;
-    assert.deepEqual([1, 2, 3, 4, 5, 12].map((attempt) => retryDelay(attempt, 1000, 10_000, middle)), [1000, 2000, 4000, 8000, 10_000, 10_000]);
-    assert.equal(retryDelay(1, 1000, 10_000, () => 0), 800);
-    assert.equal(retryDelay(40, 1000, 10_000, () => 1), 12_000);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 12].map((attempt) => retryDelay(attempt, 1000, 10_000, middle)),
+      [1000, 2000, 4000, 8000, 10_000, 10_000],
+    );
+    assert.equal(
+      retryDelay(1, 1000, 10_000, () => 0),
+      800,
+    );
+    assert.equal(
+      retryDelay(40, 1000, 10_000, () => 1),
+      12_000,
+    );
   });
 });
 
@@ -70,7 +79,7 @@ describe('SvidRotator against a registry with its own CA (enforce mode)', () => 
     return created.body.token;
   }
 
-  it('enrols with a join token and renews before expiry with a new key, while the agent\'s envelopes keep verifying', async () => {
+  it("enrols with a join token and renews before expiry with a new key, while the agent's envelopes keep verifying", async () => {
     const identity = { node_id: 'rot-1', node_type: 'worker' };
     // Renewal 58 s before the 60 s SVID expires: about 2 s after each issue.
     const rotator = new SvidRotator({ registryUrl: t.url, identity, joinToken: await joinToken('worker'), renewBeforeMs: 58_000, logger: testLogger });
@@ -111,7 +120,9 @@ describe('SvidRotator against a registry with its own CA (enforce mode)', () => 
 
     // Heartbeats signed by the current SVID after the second rotation are accepted too.
     const beatsAfter = transport.sent.length;
-    await waitFor('heartbeats after the second rotation', async () => (transport.sent.slice(beatsAfter).some((entry) => entry.kind === 'heartbeat' && signerSerial(entry.event) === rotator.svidInfo?.serial) ? true : undefined));
+    await waitFor('heartbeats after the second rotation', async () =>
+      transport.sent.slice(beatsAfter).some((entry) => entry.kind === 'heartbeat' && signerSerial(entry.event) === rotator.svidInfo?.serial) ? true : undefined,
+    );
     await agent.stop();
     assert.equal(rotator.state, 'stopped');
 
@@ -204,7 +215,9 @@ describe('SvidRotator against a registry with its own CA (enforce mode)', () => 
       await assert.rejects(rotator.rotateNow(), (error: Error & { code?: string }) => error.code === 'SVID_INVALID');
 
       // What it still holds is refused by the registry, with the revocation's code.
-      const refused = await json<{ code: string }>(`${t.url}/api/v1/events`, { body: await signEnvelope(envelope('NODE_INTROSPECTION', 'rot-3', { node_id: 'rot-3', node_type: 'worker' }), rotator.current()) });
+      const refused = await json<{ code: string }>(`${t.url}/api/v1/events`, {
+        body: await signEnvelope(envelope('NODE_INTROSPECTION', 'rot-3', { node_id: 'rot-3', node_type: 'worker' }), rotator.current()),
+      });
       assert.equal(refused.status, 401);
       assert.equal(refused.body.code, 'CERTIFICATE_REVOKED');
     } finally {
@@ -230,6 +243,9 @@ describe('SvidRotator against a registry with its own CA (enforce mode)', () => 
     assert.throws(() => new SvidRotator({ registryUrl: t.url, identity: { node_id: 'x' } }), RangeError);
     const unused = new SvidRotator({ registryUrl: t.url, identity: { node_id: 'rot-5', node_type: 'worker' }, joinToken: 'rcjt_unknown' });
     await assert.rejects(unused.start(), (error: Error & { code?: string }) => error.code === 'JOIN_TOKEN_INVALID');
-    assert.throws(() => unused.current(), (error: Error & { code?: string }) => error.code === 'SVID_INVALID');
+    assert.throws(
+      () => unused.current(),
+      (error: Error & { code?: string }) => error.code === 'SVID_INVALID',
+    );
   });
 });

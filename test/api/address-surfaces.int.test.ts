@@ -42,23 +42,44 @@ async function ok(response: Promise<{ status: number; body: unknown }>): Promise
 const doors: Door[] = [
   {
     id: 'dagi-api',
-    register: () => ok(json(`${t.url}/api/v1/nodes/register`, {
-      body: { node_id: 'dagi-api', node_type: 'dagi-api', hostname: 'dagi-api.local', ip: '10.77.0.1', role: 'web', endpoints: { api: 'http://10.77.0.1:8101', health: 'http://10.77.0.1:8101/health' } },
-    })),
+    register: () =>
+      ok(
+        json(`${t.url}/api/v1/nodes/register`, {
+          body: {
+            node_id: 'dagi-api',
+            node_type: 'dagi-api',
+            hostname: 'dagi-api.local',
+            ip: '10.77.0.1',
+            role: 'web',
+            endpoints: { api: 'http://10.77.0.1:8101', health: 'http://10.77.0.1:8101/health' },
+          },
+        }),
+      ),
     expected: '10.77.0.1:8101',
   },
   {
     // No URL: ip and a port field.
     id: 'dagi-port',
-    register: () => ok(json(`${t.url}/api/v1/nodes/register`, { body: { node_id: 'dagi-port', node_type: 'dagi-port', hostname: 'dagi-port.local', ip: '10.77.0.2', role: 'web', metadata: { port: 8102 } } })),
+    register: () =>
+      ok(json(`${t.url}/api/v1/nodes/register`, { body: { node_id: 'dagi-port', node_type: 'dagi-port', hostname: 'dagi-port.local', ip: '10.77.0.2', role: 'web', metadata: { port: 8102 } } })),
     expected: '10.77.0.2:8102',
   },
   {
     // The OmniNode shape: address in metadata, an endpoint bound to every interface.
     id: 'introspection',
-    register: () => ok(json(`${t.url}/api/v1/introspection`, {
-      body: { node_id: 'introspection', node_type: 'introspection', node_version: '1.0.0', endpoints: { api: 'http://0.0.0.0:8103' }, metadata: { hostname: 'introspection.local', ip: '10.77.0.3' }, current_state: { health_status: 'healthy' } },
-    })),
+    register: () =>
+      ok(
+        json(`${t.url}/api/v1/introspection`, {
+          body: {
+            node_id: 'introspection',
+            node_type: 'introspection',
+            node_version: '1.0.0',
+            endpoints: { api: 'http://0.0.0.0:8103' },
+            metadata: { hostname: 'introspection.local', ip: '10.77.0.3' },
+            current_state: { health_status: 'healthy' },
+          },
+        }),
+      ),
     expected: '10.77.0.3:8103',
   },
   {
@@ -85,7 +106,10 @@ async function dig(name: string, type: 'A' | 'SRV'): Promise<Dig> {
   const { stdout } = await run('dig', ['@127.0.0.1', '-p', port, name, type, '+time=2', '+tries=1', '+nocookie']);
   const section = (title: string): string[][] => {
     const match = new RegExp(`;; ${title} SECTION:\\n([\\s\\S]*?)(?:\\n\\n|$)`).exec(stdout);
-    return (match?.[1] ?? '').split('\n').filter((line) => line && !line.startsWith(';')).map((line) => line.trim().split(/\s+/));
+    return (match?.[1] ?? '')
+      .split('\n')
+      .filter((line) => line && !line.startsWith(';'))
+      .map((line) => line.trim().split(/\s+/));
   };
   return { status: /status: ([A-Z]+)/.exec(stdout)?.[1] ?? 'NONE', answers: section('ANSWER'), additional: section('ADDITIONAL').filter((record) => record[3] !== 'OPT') };
 }
@@ -122,7 +146,17 @@ before(async () => {
   consul = new Consul({ host: url.hostname, port: Number(url.port) });
   for (const door of doors) await door.register();
   prometheus = await TestPrometheus.start(
-    ['global:', '  scrape_interval: 1m', '  scrape_timeout: 1s', 'scrape_configs:', `  - job_name: ${POOL}`, '    http_sd_configs:', `      - url: ${t.url}/api/v1/sd/prometheus`, '        refresh_interval: 1s', ''].join('\n'),
+    [
+      'global:',
+      '  scrape_interval: 1m',
+      '  scrape_timeout: 1s',
+      'scrape_configs:',
+      `  - job_name: ${POOL}`,
+      '    http_sd_configs:',
+      `      - url: ${t.url}/api/v1/sd/prometheus`,
+      '        refresh_interval: 1s',
+      '',
+    ].join('\n'),
   );
   // Prometheus has caught up once it holds what rollcall's SD lists, and the sink once every door's node is in Consul.
   await pollUntil(

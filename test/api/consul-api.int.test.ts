@@ -134,7 +134,11 @@ describe('the consul client against rollcall', () => {
     watch.on('change', (data: HealthEntry[]) => seen.push(data));
     watch.on('error', (error: unknown) => errors.push(error));
     try {
-      await until('the first watch answer', async () => seen.length, (count) => count >= 1);
+      await until(
+        'the first watch answer',
+        async () => seen.length,
+        (count) => count >= 1,
+      );
       assert.equal(seen[0]?.length, first.body.length);
 
       // A raw blocking query on the same index hangs until the registration below.
@@ -147,7 +151,11 @@ describe('the consul client against rollcall', () => {
       assert.ok(Date.now() - started < 15_000, 'the blocking query returned on the change, not at the end of its wait');
       assert.deepEqual(woken.body.map((entry) => entry.Service.ID).sort(), ['web-1', 'web-2']);
 
-      const latest = await until('the watch to see web-2', async () => seen[seen.length - 1] ?? [], (data) => data.length === 2);
+      const latest = await until(
+        'the watch to see web-2',
+        async () => seen[seen.length - 1] ?? [],
+        (data) => data.length === 2,
+      );
       assert.deepEqual(latest.map((entry) => entry.Service.ID).sort(), ['web-1', 'web-2']);
       assert.deepEqual(errors, []);
     } finally {
@@ -170,7 +178,10 @@ describe('the consul client against rollcall', () => {
   it('deregisters: gone from the catalog, removed in rollcall', async () => {
     await consul.agent.service.deregister('web-2');
     const catalog = await consul.catalog.service.nodes('web');
-    assert.deepEqual(catalog.map((entry) => entry.ServiceID), ['web-1']);
+    assert.deepEqual(
+      catalog.map((entry) => entry.ServiceID),
+      ['web-1'],
+    );
     const node = await json<Record<string, unknown>>(`${t.url}/api/v1/nodes/web-2`);
     assert.equal(node.body.status, 'removed');
     assert.equal(node.body.removal_reason, 'manual_deregistration');
@@ -190,7 +201,7 @@ describe('health semantics', () => {
     assert.equal((await health('web', '?passing=1')).body.length, 1);
   });
 
-  it('shows a node registered through rollcall\'s own API as a service of its node_type', async () => {
+  it("shows a node registered through rollcall's own API as a service of its node_type", async () => {
     const registered = await json(`${t.url}/api/v1/nodes/register`, {
       body: { node_id: 'gpu-1', hostname: 'gpu-host-1', ip: '10.1.0.7', role: 'worker', node_type: 'inference', labels: ['gpu', 'zone-a'], endpoints: { api: 'http://10.1.0.7:9000' } },
     });
@@ -219,7 +230,11 @@ describe('health semantics', () => {
     await consul.agent.service.register({ name: 'short', id: 'short-1', port: 7000, check: { ttl: '1s' } });
     await consul.agent.check.pass('service:short-1');
     assert.equal(serviceStatus((await health('short')).body[0]), 'passing');
-    const expired = await until('the TTL to lapse', () => health('short'), (answer) => serviceStatus(answer.body[0]) === 'critical');
+    const expired = await until(
+      'the TTL to lapse',
+      () => health('short'),
+      (answer) => serviceStatus(answer.body[0]) === 'critical',
+    );
     assert.equal(expired.body.length, 1, 'an expired service stays in the catalog, critical');
     assert.equal((await json<Record<string, unknown>>(`${t.url}/api/v1/nodes/short-1`)).body.status, 'offline');
     await consul.agent.check.pass('service:short-1');
@@ -236,7 +251,10 @@ describe('query parameters', () => {
   });
 
   it('filters by tag and by the supported filter subset', async () => {
-    assert.deepEqual((await health('api', '?tag=blue')).body.map((entry) => entry.Service.ID), ['api-1']);
+    assert.deepEqual(
+      (await health('api', '?tag=blue')).body.map((entry) => entry.Service.ID),
+      ['api-1'],
+    );
     const ids = async (filter: string): Promise<string[]> => (await health('api', `?filter=${encodeURIComponent(filter)}`)).body.map((entry) => entry.Service.ID).sort();
     assert.deepEqual(await ids('Service.Tags contains "green"'), ['api-2']);
     assert.deepEqual(await ids('"blue" in Service.Tags'), ['api-1']);
@@ -244,7 +262,10 @@ describe('query parameters', () => {
     assert.deepEqual(await ids('Service.Meta.env != "prod"'), ['api-2']);
     assert.deepEqual(await ids('Service.Port == 2 or (Service.ID == `api-1` and not Service.Tags is empty)'), ['api-1', 'api-2']);
     const catalog = await consul.catalog.service.nodes({ service: 'api', filter: 'ServiceMeta.env == "dev"' });
-    assert.deepEqual(catalog.map((entry) => entry.ServiceID), ['api-2']);
+    assert.deepEqual(
+      catalog.map((entry) => entry.ServiceID),
+      ['api-2'],
+    );
     const agent = await consul.agent.service.list({ filter: 'Meta.env == "prod"' });
     assert.deepEqual(Object.keys(agent), ['api-1']);
   });
@@ -270,7 +291,7 @@ describe('query parameters', () => {
 });
 
 describe('bodies and ids', () => {
-  it('takes a definition without Content-Type, in Consul\'s capitalised keys', async () => {
+  it("takes a definition without Content-Type, in Consul's capitalised keys", async () => {
     const body = JSON.stringify({ Name: 'cache', ID: 'cache-1', Tags: ['redis'], Port: 6379, Check: { TTL: '20s', Status: 'warning' } });
     const response = await putWithoutContentType('/v1/agent/service/register', body);
     assert.equal(response.status, 200, response.body);
@@ -280,7 +301,10 @@ describe('bodies and ids', () => {
     const plainHealth = (await health('plain', '?passing')).body;
     assert.equal(plainHealth.length, 1);
     // As in Consul, a service without checks shows only the node's serfHealth.
-    assert.deepEqual(plainHealth[0]?.Checks.map((check) => check.CheckID), ['serfHealth']);
+    assert.deepEqual(
+      plainHealth[0]?.Checks.map((check) => check.CheckID),
+      ['serfHealth'],
+    );
     const plain = await json<Record<string, unknown>>(`${t.url}/api/v1/nodes/plain`);
     assert.equal(plain.body.node_type, 'plain');
     assert.equal(plain.body.lease_ttl_ms, 90_000);
@@ -327,7 +351,10 @@ describe('bodies and ids', () => {
       name: 'multi',
       id: 'multi-1',
       // The second check is one rollcall does not run, so only the TTL updates below set the health.
-      checks: [{ ttl: '30s', status: 'passing' }, { grpc: '127.0.0.1:1', interval: '10s' }],
+      checks: [
+        { ttl: '30s', status: 'passing' },
+        { grpc: '127.0.0.1:1', interval: '10s' },
+      ],
     });
     const checks = (await health('multi')).body[0]?.Checks.map((check) => check.CheckID);
     assert.deepEqual(checks, ['serfHealth', 'service:multi-1:1', 'service:multi-1:2']);

@@ -64,7 +64,7 @@ async function untilParked(count: number): Promise<void> {
 }
 
 describe('blocking queries per service', () => {
-  it('a watcher of one service sleeps through another service\'s changes and wakes once, on its own', async () => {
+  it("a watcher of one service sleeps through another service's changes and wakes once, on its own", async () => {
     const alpha = await health('alpha');
     const wakeupsBefore = await wakeupsByChange();
     const blocked = health('alpha', `?index=${alpha.index}&wait=60s`);
@@ -74,14 +74,14 @@ describe('blocking queries per service', () => {
     // is applied: once these returned, a wake-up by beta would already show in the counters.
     await register('beta', 'beta-2');
     await consul.agent.check.fail('service:beta-1');
-    assert.equal(await parked(), 1, 'still parked after beta\'s changes');
-    assert.equal(await wakeupsByChange(), wakeupsBefore, 'beta\'s changes woke no watcher');
-    assert.equal((await health('alpha')).index, alpha.index, 'alpha\'s index stays across beta\'s changes');
+    assert.equal(await parked(), 1, "still parked after beta's changes");
+    assert.equal(await wakeupsByChange(), wakeupsBefore, "beta's changes woke no watcher");
+    assert.equal((await health('alpha')).index, alpha.index, "alpha's index stays across beta's changes");
 
     const version = await registerNative('alpha', 'alpha-2');
     const woken = await blocked;
     assert.deepEqual(ids(woken.body), ['alpha-1', 'alpha-2']);
-    assert.equal(woken.index, version, 'X-Consul-Index is the version of alpha\'s change');
+    assert.equal(woken.index, version, "X-Consul-Index is the version of alpha's change");
     assert.equal(await wakeupsByChange(), wakeupsBefore + 1, 'the watcher woke once');
     assert.equal(await parked(), 0);
   });
@@ -107,7 +107,7 @@ describe('blocking queries per service', () => {
     assert.deepEqual(none.body, []);
   });
 
-  it('moves a service\'s index when a node leaves it: deregistered or retyped', async () => {
+  it("moves a service's index when a node leaves it: deregistered or retyped", async () => {
     const before = await health('alpha');
     const blocked = health('alpha', `?index=${before.index}&wait=60s`);
     await untilParked(1);
@@ -143,21 +143,29 @@ describe('blocking queries per service', () => {
     assert.equal(await wakeupsByChange(), wakeupsBefore + 1);
   });
 
-  it('keeps the consul client\'s watch working on per-service indexes', async () => {
+  it("keeps the consul client's watch working on per-service indexes", async () => {
     const watch = consul.watch({ method: consul.health.service, options: { service: 'alpha', wait: '30s' }, backoffFactor: 50 });
     const seen: HealthEntry[][] = [];
     const errors: unknown[] = [];
     watch.on('change', (data: HealthEntry[]) => seen.push(data));
     watch.on('error', (error: unknown) => errors.push(error));
     try {
-      await pollUntil(async () => seen.length, (count) => count >= 1, { timeoutMs: 10_000, intervalMs: 20, what: 'the first watch answer' });
+      await pollUntil(
+        async () => seen.length,
+        (count) => count >= 1,
+        { timeoutMs: 10_000, intervalMs: 20, what: 'the first watch answer' },
+      );
       assert.deepEqual(ids(seen[0] ?? []), ['alpha-3']);
       await untilParked(1);
       await register('beta', 'beta-3');
       await register('alpha', 'alpha-4');
-      const latest = await pollUntil(async () => seen[seen.length - 1] ?? [], (data) => data.length === 2, { timeoutMs: 10_000, intervalMs: 20, what: 'the watch to see alpha-4' });
+      const latest = await pollUntil(
+        async () => seen[seen.length - 1] ?? [],
+        (data) => data.length === 2,
+        { timeoutMs: 10_000, intervalMs: 20, what: 'the watch to see alpha-4' },
+      );
       assert.deepEqual(ids(latest), ['alpha-3', 'alpha-4']);
-      assert.equal(seen.length, 2, 'beta\'s registration did not change alpha\'s answer');
+      assert.equal(seen.length, 2, "beta's registration did not change alpha's answer");
       assert.deepEqual(errors, []);
     } finally {
       watch.end();

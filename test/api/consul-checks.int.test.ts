@@ -6,7 +6,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Consul from 'consul';
-import { execute } from '../../src/api/consul-checks.js';
+import { execute } from '../../src/api/consul/consul-checks.js';
 import { pollUntil } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
@@ -47,7 +47,11 @@ describe('Consul HTTP and TCP checks', () => {
     return entries.find((entry) => entry.Service.ID === id)?.Checks.find((item) => item.ServiceID === id);
   };
   const checkBecomes = (service: string, id: string, status: string): Promise<{ Status: string; Output: string } | undefined> =>
-    pollUntil(() => check(service, id), (found) => found?.Status === status, { timeoutMs: 10_000, what: `${id}'s check to be ${status}` });
+    pollUntil(
+      () => check(service, id),
+      (found) => found?.Status === status,
+      { timeoutMs: 10_000, what: `${id}'s check to be ${status}` },
+    );
   const healthOf = async (id: string): Promise<string> => (await json<{ health_status: string }>(`${t.url}/api/v1/nodes/${id}`)).body.health_status;
 
   it('runs an HTTP check every interval: 2xx passes, 429 warns, 500 and no answer are critical', async () => {
@@ -89,7 +93,11 @@ describe('Consul HTTP and TCP checks', () => {
     await consul.agent.service.register({ name: 'unanswered', id: 'unanswered-1', port: 80, check: { http: `http://127.0.0.1:${port}/`, interval: '1s', timeout: '1s' } });
     // It starts critical, as in Consul; the first run's output tells why it stays so.
     assert.equal((await check('unanswered', 'unanswered-1'))?.Status, 'critical');
-    const critical = await pollUntil(() => check('unanswered', 'unanswered-1'), (found) => found?.Output.startsWith('Get ') === true, { timeoutMs: 10_000, what: 'the first run of the check' });
+    const critical = await pollUntil(
+      () => check('unanswered', 'unanswered-1'),
+      (found) => found?.Output.startsWith('Get ') === true,
+      { timeoutMs: 10_000, what: 'the first run of the check' },
+    );
     assert.equal(critical?.Status, 'critical');
     assert.match(critical?.Output ?? '', /^Get "http:\/\/127\.0\.0\.1:\d+\/": /);
     await consul.agent.service.deregister('unanswered-1');

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import client from 'prom-client';
-import { ConsulIndex, namespaceKey, serviceKey, type WakeCause } from '../../src/api/consul-index.js';
+import { ConsulIndex, namespaceKey, serviceKey, type WakeCause } from '../../src/api/consul/consul-index.js';
 import { fromDagi, recordFrom, type NodeRecord, type TopologyChange } from '../../src/domain/node.js';
 import { LiveView } from '../../src/engine/live-view.js';
 
@@ -43,7 +43,7 @@ const web = serviceKey('default', 'web');
 const db = serviceKey('default', 'db');
 
 describe('consul index', () => {
-  it('starts every key at the view\'s version, and never at 0', () => {
+  it("starts every key at the view's version, and never at 0", () => {
     const { index } = setUp();
     assert.equal(index.indexOf(web), 10);
     assert.equal(index.indexOf(serviceKey('default', 'none-such')), 10);
@@ -97,7 +97,7 @@ describe('consul index', () => {
     assert.equal(index.parkedCount, 0);
   });
 
-  it('moves a service\'s index when a node leaves it: retyped or removed', () => {
+  it("moves a service's index when a node leaves it: retyped or removed", () => {
     const { view, index } = setUp();
     assert.ok(view.apply([change(11, node('web-1', 'frontend'))]));
     assert.equal(index.indexOf(web), 11, 'web lost web-1');
@@ -117,7 +117,7 @@ describe('consul index', () => {
     assert.equal(index.indexOf(serviceKey('default', 'named')), 12, 'the definition went away: named lost odd-1');
   });
 
-  it('raises every index to a reloaded view\'s version and wakes every watcher', async () => {
+  it("raises every index to a reloaded view's version and wakes every watcher", async () => {
     const { view, index } = setUp();
     const watcher = park(index, web, 10);
     view.load([node('web-1', 'web')], 40);

@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import Consul from 'consul';
-import { dueForReaping } from '../../src/api/consul-model.js';
+import { dueForReaping } from '../../src/api/consul/consul-model.js';
 import type { NodeRecord } from '../../src/domain/node.js';
 import { pollUntil } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
@@ -29,8 +29,7 @@ describe('DeregisterCriticalServiceAfter', () => {
   });
 
   const node = async (id: string): Promise<NodeBody> => (await json<NodeBody>(`${t.url}/api/v1/nodes/${id}`)).body;
-  const catalogIds = async (service: string): Promise<string[]> =>
-    ((await json<Array<{ ServiceID: string }>>(`${t.url}/v1/catalog/service/${service}`)).body).map((entry) => entry.ServiceID).sort();
+  const catalogIds = async (service: string): Promise<string[]> => (await json<Array<{ ServiceID: string }>>(`${t.url}/v1/catalog/service/${service}`)).body.map((entry) => entry.ServiceID).sort();
 
   it('deregisters a service whose failing check stayed critical past it, and keeps passing ones and ones without it', async () => {
     const register = (id: string, check: Record<string, string>): Promise<unknown> =>
@@ -43,7 +42,11 @@ describe('DeregisterCriticalServiceAfter', () => {
     const failedAt = Date.now();
     await consul.agent.check.fail('service:fails');
     await consul.agent.check.fail('service:fails-without');
-    const gone = await pollUntil(() => node('fails'), (body) => body.status === 'removed', { timeoutMs: 10_000, what: 'the failing service to be deregistered' });
+    const gone = await pollUntil(
+      () => node('fails'),
+      (body) => body.status === 'removed',
+      { timeoutMs: 10_000, what: 'the failing service to be deregistered' },
+    );
     assert.ok(Date.now() - failedAt >= 1000, 'not before its check was critical for 1 s');
     assert.equal(gone.removal_reason, 'deregister_critical_service');
     assert.deepEqual(await catalogIds('reaped-api'), ['fails-without', 'passes']);
@@ -51,14 +54,28 @@ describe('DeregisterCriticalServiceAfter', () => {
     assert.equal((await node('fails-without')).status, 'online');
     // The topology stream tells followers why it left.
     const changes = (await json<{ changes: Array<{ node_id: string; change_type: string; reason: string }> }>(`${t.url}/api/v1/topology/changes?since=0`)).body.changes;
-    assert.deepEqual(changes.filter((change) => change.node_id === 'fails').map((change) => [change.change_type, change.reason]).at(-1), ['removed', 'deregister_critical_service']);
+    assert.deepEqual(
+      changes
+        .filter((change) => change.node_id === 'fails')
+        .map((change) => [change.change_type, change.reason])
+        .at(-1),
+      ['removed', 'deregister_critical_service'],
+    );
   });
 
   it('deregisters a service whose TTL ran out and stayed out past it', async () => {
     await consul.agent.service.register({ name: 'lapsing-api', id: 'lapses', address: '10.3.0.2', port: 80, check: { ttl: '1s', status: 'passing', deregistercriticalserviceafter: '1s' } });
-    const offline = await pollUntil(() => node('lapses'), (body) => body.status !== 'online', { timeoutMs: 10_000, what: 'the lease to lapse' });
+    const offline = await pollUntil(
+      () => node('lapses'),
+      (body) => body.status !== 'online',
+      { timeoutMs: 10_000, what: 'the lease to lapse' },
+    );
     assert.equal(offline.status, 'offline');
-    const gone = await pollUntil(() => node('lapses'), (body) => body.status === 'removed', { timeoutMs: 10_000, what: 'the lapsed service to be deregistered' });
+    const gone = await pollUntil(
+      () => node('lapses'),
+      (body) => body.status === 'removed',
+      { timeoutMs: 10_000, what: 'the lapsed service to be deregistered' },
+    );
     assert.equal(gone.removal_reason, 'deregister_critical_service');
     assert.deepEqual(await catalogIds('lapsing-api'), []);
   });
@@ -67,17 +84,46 @@ describe('DeregisterCriticalServiceAfter', () => {
 describe('dueForReaping', () => {
   const now = Date.parse('2026-11-23T12:00:00.000Z');
   const record = (fields: Partial<NodeRecord>, after?: string): NodeRecord => ({
-    namespace: 'default', node_id: 'svc-1', node_name: 'svc', node_type: 'svc', node_version: '0.0.0', hostname: null, ip: null, role: null, labels: [],
-    capabilities: {}, endpoints: {}, configuration: {}, current_state: {},
-    metadata: { consul: { service: 'svc', tags: [], meta: {}, address: '', port: 0, agent: 'a', checks: [{ CheckID: 'service:svc-1', Name: 'c', Type: 'ttl', TTL: '10s', ...(after ? { DeregisterCriticalServiceAfter: after } : {}) }] } },
-    health_status: 'healthy', incarnation: 0, lease_ttl_ms: 10_000, status: 'online', content_hash: 'h',
-    registered_at: '2026-11-23T11:00:00.000Z', updated_at: '2026-11-23T11:58:00.000Z', last_heartbeat: '2026-11-23T11:58:00.000Z', removed_at: null, removal_reason: null,
+    namespace: 'default',
+    node_id: 'svc-1',
+    node_name: 'svc',
+    node_type: 'svc',
+    node_version: '0.0.0',
+    hostname: null,
+    ip: null,
+    role: null,
+    labels: [],
+    capabilities: {},
+    endpoints: {},
+    configuration: {},
+    current_state: {},
+    metadata: {
+      consul: {
+        service: 'svc',
+        tags: [],
+        meta: {},
+        address: '',
+        port: 0,
+        agent: 'a',
+        checks: [{ CheckID: 'service:svc-1', Name: 'c', Type: 'ttl', TTL: '10s', ...(after ? { DeregisterCriticalServiceAfter: after } : {}) }],
+      },
+    },
+    health_status: 'healthy',
+    incarnation: 0,
+    lease_ttl_ms: 10_000,
+    status: 'online',
+    content_hash: 'h',
+    registered_at: '2026-11-23T11:00:00.000Z',
+    updated_at: '2026-11-23T11:58:00.000Z',
+    last_heartbeat: '2026-11-23T11:58:00.000Z',
+    removed_at: null,
+    removal_reason: null,
     ...fields,
   });
   it('is due once critical (unhealthy, or offline) for the longer of its own limit and the minimum', () => {
     const failing = record({ health_status: 'unhealthy', updated_at: '2026-11-23T11:59:30.000Z' }, '10s');
     assert.equal(dueForReaping(failing, now, 0), true, '30 s critical, limit 10 s');
-    assert.equal(dueForReaping(failing, now, 60_000), false, 'Consul\'s one-minute minimum');
+    assert.equal(dueForReaping(failing, now, 60_000), false, "Consul's one-minute minimum");
     assert.equal(dueForReaping(failing, now + 30_000, 60_000), true);
     const lapsed = record({ status: 'offline', removed_at: '2026-11-23T11:59:55.000Z', updated_at: '2026-11-23T11:59:55.000Z' }, '10s');
     assert.equal(dueForReaping(lapsed, now, 0), false, '5 s offline');

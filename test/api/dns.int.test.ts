@@ -44,7 +44,10 @@ async function dig(name: string, type: string, extra: string[] = []): Promise<Di
   const flags = (/;; flags: ([a-z ]+);/.exec(stdout)?.[1] ?? '').trim().split(/\s+/);
   const section = (title: string): string[][] => {
     const match = new RegExp(`;; ${title} SECTION:\\n([\\s\\S]*?)(?:\\n\\n|$)`).exec(stdout);
-    return (match?.[1] ?? '').split('\n').filter((line) => line && !line.startsWith(';')).map((line) => line.trim().split(/\s+/));
+    return (match?.[1] ?? '')
+      .split('\n')
+      .filter((line) => line && !line.startsWith(';'))
+      .map((line) => line.trim().split(/\s+/));
   };
   return { status, flags, answers: section('ANSWER'), authority: section('AUTHORITY'), additional: section('ADDITIONAL').filter((record) => record[3] !== 'OPT') };
 }
@@ -59,7 +62,16 @@ describe('DNS interface', () => {
     await register({ node_id: 'web-1', hostname: 'web-1.local', ip: '10.1.0.1', role: 'frontend', node_type: 'web', labels: ['blue', 'eu'], endpoints: { api: 'http://10.1.0.1:8080' } });
     await register({ node_id: 'web-2', hostname: 'web-2.local', ip: '10.1.0.2', role: 'frontend', node_type: 'web', labels: ['green', 'eu'], endpoints: { api: 'http://10.1.0.2:8081' } });
     // Unhealthy: never in the answers.
-    await register({ node_id: 'web-3', hostname: 'web-3.local', ip: '10.1.0.3', role: 'frontend', node_type: 'web', labels: ['blue'], endpoints: { api: 'http://10.1.0.3:8082' }, health_status: 'unhealthy' });
+    await register({
+      node_id: 'web-3',
+      hostname: 'web-3.local',
+      ip: '10.1.0.3',
+      role: 'frontend',
+      node_type: 'web',
+      labels: ['blue'],
+      endpoints: { api: 'http://10.1.0.3:8082' },
+      health_status: 'unhealthy',
+    });
     // No IPv4 address: in SRV (target is its host name), skipped for A.
     await register({ node_id: 'web-4', hostname: 'web-4.local', role: 'frontend', node_type: 'web', labels: ['v6'], endpoints: { api: 'http://web-4.example.net:9000' } });
   });
@@ -84,16 +96,26 @@ describe('DNS interface', () => {
     const glue = result.additional.map((record) => `${record[0]} ${record[3]} ${record[4]}`).sort();
     assert.deepEqual(glue, ['web-1.node.consul. A 10.1.0.1', 'web-2.node.consul. A 10.1.0.2']);
     // The targets resolve too (node lookups).
-    assert.deepEqual((await dig('web-1.node.consul', 'A')).answers.map((record) => record[4]), ['10.1.0.1']);
+    assert.deepEqual(
+      (await dig('web-1.node.consul', 'A')).answers.map((record) => record[4]),
+      ['10.1.0.1'],
+    );
   });
 
   it('filters by tag (label), in the standard and the RFC 2782 form', async () => {
     const blue = await dig('blue.web.service.consul', 'A');
-    assert.deepEqual(blue.answers.map((record) => record[4]), ['10.1.0.1'], 'web-3 is blue but unhealthy');
+    assert.deepEqual(
+      blue.answers.map((record) => record[4]),
+      ['10.1.0.1'],
+      'web-3 is blue but unhealthy',
+    );
     const eu = await dig('eu.web.service.consul', 'SRV');
     assert.deepEqual(eu.answers.map((record) => record[6]).sort(), ['8080', '8081']);
     const rfc = await dig('_web._green.service.consul', 'SRV');
-    assert.deepEqual(rfc.answers.map((record) => record[7]), ['web-2.node.consul.']);
+    assert.deepEqual(
+      rfc.answers.map((record) => record[7]),
+      ['web-2.node.consul.'],
+    );
     const any = await dig('_web._tcp.service.consul', 'SRV');
     assert.equal(any.answers.length, 3);
   });
@@ -139,9 +161,15 @@ describe('DNS interface', () => {
       { timeoutMs: 5000, what: 'cache-1 to go offline' },
     );
     const left = await dig('cache.service.consul', 'A');
-    assert.deepEqual(left.answers.map((record) => record[4]), ['10.2.0.2']);
+    assert.deepEqual(
+      left.answers.map((record) => record[4]),
+      ['10.2.0.2'],
+    );
     const srv = await dig('cache.service.consul', 'SRV');
-    assert.deepEqual(srv.answers.map((record) => record[7]), ['cache-2.node.consul.']);
+    assert.deepEqual(
+      srv.answers.map((record) => record[7]),
+      ['cache-2.node.consul.'],
+    );
     assert.equal((await dig('cache-1.node.consul', 'A')).status, 'NXDOMAIN');
   });
 
@@ -169,14 +197,32 @@ describe('DNS interface', () => {
 describe('DNS namespaces', () => {
   before(async () => {
     for (const namespace of ['beta', 'gamma']) {
-      await register({ namespace, node_id: `api-${namespace}`, hostname: `api-${namespace}.local`, ip: namespace === 'beta' ? '10.5.0.1' : '10.6.0.1', role: 'api', node_type: 'api', labels: ['blue'], endpoints: { api: `http://api-${namespace}.local:8000` } });
+      await register({
+        namespace,
+        node_id: `api-${namespace}`,
+        hostname: `api-${namespace}.local`,
+        ip: namespace === 'beta' ? '10.5.0.1' : '10.6.0.1',
+        role: 'api',
+        node_type: 'api',
+        labels: ['blue'],
+        endpoints: { api: `http://api-${namespace}.local:8000` },
+      });
     }
   });
 
   it('answers the namespaces configured for it', async () => {
-    assert.deepEqual((await dig('api.service.beta.consul', 'A')).answers.map((record) => record[4]), ['10.5.0.1']);
-    assert.deepEqual((await dig('api.service.beta.consul', 'SRV')).answers.map((record) => record[7]), ['api-beta.node.beta.consul.']);
-    assert.deepEqual((await dig('api-beta.node.beta.consul', 'A')).answers.map((record) => record[4]), ['10.5.0.1']);
+    assert.deepEqual(
+      (await dig('api.service.beta.consul', 'A')).answers.map((record) => record[4]),
+      ['10.5.0.1'],
+    );
+    assert.deepEqual(
+      (await dig('api.service.beta.consul', 'SRV')).answers.map((record) => record[7]),
+      ['api-beta.node.beta.consul.'],
+    );
+    assert.deepEqual(
+      (await dig('api-beta.node.beta.consul', 'A')).answers.map((record) => record[4]),
+      ['10.5.0.1'],
+    );
   });
 
   it('answers a namespace not configured for it as if it held nothing: NXDOMAIN with the SOA, on UDP and TCP', async () => {
@@ -217,7 +263,10 @@ describe('DNS listener security', () => {
 
   it('refuses to serve DNS off loopback without authentication, naming dnsHost and how to fix it', async () => {
     // A server that starts anyway is stopped, so the failure is the assertion and not a hang.
-    const error = await start({ dnsHost: '0.0.0.0' }).then(async (stop) => stop(), (refusal: unknown) => refusal);
+    const error = await start({ dnsHost: '0.0.0.0' }).then(
+      async (stop) => stop(),
+      (refusal: unknown) => refusal,
+    );
     assert.ok(isRollcallError(error), 'refused to start');
     assert.equal(error.code, 'CONFIG_INVALID');
     assert.equal(error.details?.field, 'dnsHost');
@@ -227,7 +276,10 @@ describe('DNS listener security', () => {
   });
 
   it('serves DNS off loopback when authentication is configured, or when started insecure on purpose', async () => {
-    for (const config of [{ dnsHost: '0.0.0.0', authMode: 'keys' }, { dnsHost: '0.0.0.0', insecure: true }] as const) {
+    for (const config of [
+      { dnsHost: '0.0.0.0', authMode: 'keys' },
+      { dnsHost: '0.0.0.0', insecure: true },
+    ] as const) {
       const stop = await start(config);
       await stop();
     }

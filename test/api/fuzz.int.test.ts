@@ -106,7 +106,14 @@ const deepText = fc
   .map(({ depth, arrays }) => (arrays ? `${'['.repeat(depth)}${']'.repeat(depth)}` : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`));
 
 // Finite doubles only: JSON.stringify writes NaN and Infinity as null, which some fields accept.
-const nonString = fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 3 }));
+const nonString = fc.oneof(
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.string(), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 3 }),
+);
 const nonObject = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 20 }), fc.array(fc.integer(), { maxLength: 3 }));
 const nanLike = fc.constantFrom('NaN', 'Infinity', '-Infinity', '1e309', '0x10', '1_000', ' 1', '1 ', '');
 const badInteger = fc.oneof(
@@ -152,14 +159,48 @@ const badMetadataNumber = fc.oneof(badMetadataLease, fc.record({ incarnation: fc
 
 /** Invalid body texts: not JSON, or not an object. */
 const malformedJson = fc.oneof(
-  fc.constantFrom('{', '{"a":', '{"a":1,}', "{'a':1}", '{"a":NaN}', '{"a":Infinity}', '{"a":1}}', '{"a":1} x', 'nul', 'tru', '{"a":"\\x"}', '{"a":"\u0001"', '[1,2', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{"x":1}}}'),
+  fc.constantFrom(
+    '{',
+    '{"a":',
+    '{"a":1,}',
+    "{'a':1}",
+    '{"a":NaN}',
+    '{"a":Infinity}',
+    '{"a":1}}',
+    '{"a":1} x',
+    'nul',
+    'tru',
+    '{"a":"\\x"}',
+    '{"a":"\u0001"',
+    '[1,2',
+    '{"__proto__":{"x":1}}',
+    '{"constructor":{"prototype":{"x":1}}}',
+  ),
   fc.string({ maxLength: 40 }).map((s) => `{${s}`),
   fc.constantFrom('[]', '[1]', '1', '"str"', 'null', 'true', '3.14'),
   deepText,
 );
 const invalidBytes = fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff, 0xfe]), Buffer.from(bytes), Buffer.from('"')]));
-const unsupportedType = fc.constantFrom('text/plain', 'application/xml', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'image/png', 'application/octet-stream', 'text/json', ';;', 'application/');
-const jsonTypeVariant = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'application/json; charset=latin1', 'APPLICATION/JSON', 'application/json;charset=utf-16', 'application/problem+json', 'application/vnd.api+json');
+const unsupportedType = fc.constantFrom(
+  'text/plain',
+  'application/xml',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'image/png',
+  'application/octet-stream',
+  'text/json',
+  ';;',
+  'application/',
+);
+const jsonTypeVariant = fc.constantFrom(
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/json; charset=latin1',
+  'APPLICATION/JSON',
+  'application/json;charset=utf-16',
+  'application/problem+json',
+  'application/vnd.api+json',
+);
 const extraHeaders = fc.dictionary(
   fc.constantFrom('accept', 'accept-language', 'user-agent', 'x-request-id', 'x-forwarded-for', 'if-none-match', 'x-fuzz', 'last-event-id', 'origin'),
   fc.string({ maxLength: 40 }).map((s) => s.replace(/[^\x20-\x7e]/g, '?')),
@@ -173,8 +214,15 @@ function mutateBody(template: Record<string, unknown>, fields: Record<string, fc
   const choices: Array<fc.Arbitrary<Body>> = Object.entries(fields).map(([field, bad]) => bad.map((body) => ({ ...body, value: { ...template, [field]: body.value } })));
   if (options.required.length > 0) choices.push(fc.constantFrom(...options.required).map((field) => ({ value: Object.fromEntries(Object.entries(template).filter(([key]) => key !== field)) })));
   if (options.closed) {
-    const unknown = fc.oneof(prototypeKey, fc.string({ minLength: 1, maxLength: 12 }).filter((key) => !(key in fields) && !(key in template)));
-    choices.push(fc.tuple(unknown, fc.jsonValue({ maxDepth: 2 })).map(([key, value]) => ({ value: JSON.parse(`${JSON.stringify(template).slice(0, -1)},${JSON.stringify(key)}:${JSON.stringify(value ?? null)}}`) as unknown })));
+    const unknown = fc.oneof(
+      prototypeKey,
+      fc.string({ minLength: 1, maxLength: 12 }).filter((key) => !(key in fields) && !(key in template)),
+    );
+    choices.push(
+      fc
+        .tuple(unknown, fc.jsonValue({ maxDepth: 2 }))
+        .map(([key, value]) => ({ value: JSON.parse(`${JSON.stringify(template).slice(0, -1)},${JSON.stringify(key)}:${JSON.stringify(value ?? null)}}`) as unknown })),
+    );
   }
   return fc.oneof(...choices);
 }
@@ -241,22 +289,35 @@ describe('malformed requests', () => {
 
   it('POST /api/v1/nodes/register', async () => {
     const template = { node_id: 'fz-new-dagi', hostname: 'h', role: 'worker' };
-    const bodies = mutateBody(template, {
-      node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      hostname: fc.oneof(fc.constant(''), longString(254), nonString, unstorableText).map((value) => ({ value })),
-      ip: fc.oneof(longString(46), nonString).map((value) => ({ value })),
-      role: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      node_version: fc.oneof(fc.constant(''), longString(51), nonString).map((value) => ({ value })),
-      namespace: badNamespace.map((value) => ({ value })),
-      labels: fc.oneof(nonObject.filter((v) => !Array.isArray(v)), fc.array(fc.oneof(badIdentifier, nonString), { minLength: 1, maxLength: 3 }), fc.constant(Array.from({ length: 65 }, (_, i) => `l${i}`))).map((value) => ({ value })),
-      incarnation: badInteger.map((value) => ({ value })),
-      lease_ttl_seconds: fc.oneof(fc.constantFrom(0, -1, 0.5, 604_801, 1e300), nanLike, fc.constant(null)).map((value) => ({ value })),
-      health_status: fc.oneof(fc.constantFrom('ok', 'HEALTHY', 'Healthy', ''), nonString).map((value) => ({ value })),
-      metadata: fc.oneof(badDocument, badMetadataLease.map((value) => ({ value }))),
-      capabilities: badDocument,
-      endpoints: badDocument,
-    }, { required: ['hostname', 'role'], closed: true });
+    const bodies = mutateBody(
+      template,
+      {
+        node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+        hostname: fc.oneof(fc.constant(''), longString(254), nonString, unstorableText).map((value) => ({ value })),
+        ip: fc.oneof(longString(46), nonString).map((value) => ({ value })),
+        role: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+        node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+        node_version: fc.oneof(fc.constant(''), longString(51), nonString).map((value) => ({ value })),
+        namespace: badNamespace.map((value) => ({ value })),
+        labels: fc
+          .oneof(
+            nonObject.filter((v) => !Array.isArray(v)),
+            fc.array(fc.oneof(badIdentifier, nonString), { minLength: 1, maxLength: 3 }),
+            fc.constant(Array.from({ length: 65 }, (_, i) => `l${i}`)),
+          )
+          .map((value) => ({ value })),
+        incarnation: badInteger.map((value) => ({ value })),
+        lease_ttl_seconds: fc.oneof(fc.constantFrom(0, -1, 0.5, 604_801, 1e300), nanLike, fc.constant(null)).map((value) => ({ value })),
+        health_status: fc.oneof(fc.constantFrom('ok', 'HEALTHY', 'Healthy', ''), nonString).map((value) => ({ value })),
+        metadata: fc.oneof(
+          badDocument,
+          badMetadataLease.map((value) => ({ value })),
+        ),
+        capabilities: badDocument,
+        endpoints: badDocument,
+      },
+      { required: ['hostname', 'role'], closed: true },
+    );
     await assertRefusals(bodyRequests('POST', fc.constant('/api/v1/nodes/register'), bodies, JSON.stringify(template)), 500);
   });
 
@@ -272,7 +333,10 @@ describe('malformed requests', () => {
       lease_ttl_seconds: fc.oneof(fc.constantFrom(0, -1, 604_801, 1e300), nanLike).map((value) => ({ value })),
       reason: fc.oneof(fc.constantFrom('', 'has space', 'ünï'), longString(101), nonString).map((value) => ({ value })),
       introspection_timestamp: fc.oneof(longString(65), nonString).map((value) => ({ value })),
-      metadata: fc.oneof(badDocument, badMetadataNumber.map((value) => ({ value }))),
+      metadata: fc.oneof(
+        badDocument,
+        badMetadataNumber.map((value) => ({ value })),
+      ),
       capabilities: badDocument,
       configuration: badDocument,
       current_state: badDocument,
@@ -281,14 +345,18 @@ describe('malformed requests', () => {
     const bare = mutateBody(payload, payloadFields, { required: ['node_id', 'node_type'], closed: false });
     const envelope = { envelope_version: '1.0', event_id: 'e-1', event_type: 'NODE_INTROSPECTION', correlation_id: 'c', payload };
     const enveloped = fc.oneof(
-      mutateBody(envelope, {
-        envelope_version: fc.oneof(longString(17), nonString).map((value) => ({ value })),
-        event_id: fc.oneof(fc.constant(''), longString(129), nonString).map((value) => ({ value })),
-        event_type: fc.oneof(fc.constantFrom('', 'NODE_HEARTBEAT', 'node_introspection', 'NODE_INTROSPECTION '), longString(65), nonString).map((value) => ({ value })),
-        correlation_id: fc.oneof(longString(129), nonString, unstorableText).map((value) => ({ value })),
-        security: nonObject.map((value) => ({ value })),
-        payload: nonObject.map((value) => ({ value })),
-      }, { required: ['event_id', 'event_type'], closed: false }),
+      mutateBody(
+        envelope,
+        {
+          envelope_version: fc.oneof(longString(17), nonString).map((value) => ({ value })),
+          event_id: fc.oneof(fc.constant(''), longString(129), nonString).map((value) => ({ value })),
+          event_type: fc.oneof(fc.constantFrom('', 'NODE_HEARTBEAT', 'node_introspection', 'NODE_INTROSPECTION '), longString(65), nonString).map((value) => ({ value })),
+          correlation_id: fc.oneof(longString(129), nonString, unstorableText).map((value) => ({ value })),
+          security: nonObject.map((value) => ({ value })),
+          payload: nonObject.map((value) => ({ value })),
+        },
+        { required: ['event_id', 'event_type'], closed: false },
+      ),
       bare.map((body) => ({ ...body, value: { ...envelope, payload: body.value } })),
     );
     await assertRefusals(bodyRequests('POST', fc.constant('/api/v1/introspection'), fc.oneof(bare, enveloped), JSON.stringify(payload)), 600);
@@ -309,41 +377,54 @@ describe('malformed requests', () => {
     const heartbeat = { node_id: 'fz-unknown', incarnation: 1 };
     const tombstone = { node_id: 'fz-unknown', node_type: 'worker', removal_reason: 'graceful_shutdown' };
     // A removed node's heartbeat is refused (register again); its tombstone is an idempotent 200, so only heartbeats name it.
-    const payloadOf = (template: Record<string, unknown>, ids: [string, ...string[]]): fc.Arbitrary<Body> => mutateBody(template, {
-      node_id: fc.oneof(badIdentifier, nonString, fc.constantFrom(...ids)).map((value) => ({ value })),
-      namespace: badNamespace.map((value) => ({ value })),
-      incarnation: badInteger.map((value) => ({ value })),
-      node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-      health_status: fc.oneof(fc.constantFrom('ok', 'DEGRADED', ''), nonString).map((value) => ({ value })),
-      removal_reason: fc.oneof(fc.constantFrom('', 'has space'), longString(101), nonString).map((value) => ({ value })),
-    }, { required: ['node_id'], closed: false });
+    const payloadOf = (template: Record<string, unknown>, ids: [string, ...string[]]): fc.Arbitrary<Body> =>
+      mutateBody(
+        template,
+        {
+          node_id: fc.oneof(badIdentifier, nonString, fc.constantFrom(...ids)).map((value) => ({ value })),
+          namespace: badNamespace.map((value) => ({ value })),
+          incarnation: badInteger.map((value) => ({ value })),
+          node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+          health_status: fc.oneof(fc.constantFrom('ok', 'DEGRADED', ''), nonString).map((value) => ({ value })),
+          removal_reason: fc.oneof(fc.constantFrom('', 'has space'), longString(101), nonString).map((value) => ({ value })),
+        },
+        { required: ['node_id'], closed: false },
+      );
     const introspection = { node_id: 'fz-new-event', node_type: 'orchestrator', incarnation: 5 };
     const bodies = fc.oneof(
       mutateBody(event('NODE_HEARTBEAT', heartbeat), envelopeFields(heartbeat), { required: ['event_id', 'event_type', 'payload'], closed: false }),
       payloadOf(heartbeat, ['fz-unknown', 'fz-gone']).map((body) => ({ ...body, value: event('NODE_HEARTBEAT', body.value as Record<string, unknown>) })),
       payloadOf(tombstone, ['fz-unknown']).map((body) => ({ ...body, value: event('NODE_TOMBSTONE', body.value as Record<string, unknown>) })),
-      mutateBody(introspection, {
-        node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-        node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
-        namespace: badNamespace.map((value) => ({ value })),
-        incarnation: badInteger.map((value) => ({ value })),
-        capabilities: badDocument,
-      }, { required: ['node_id', 'node_type'], closed: false }).map((body) => ({ ...body, value: event('NODE_INTROSPECTION', body.value as Record<string, unknown>) })),
+      mutateBody(
+        introspection,
+        {
+          node_id: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+          node_type: fc.oneof(badIdentifier, nonString).map((value) => ({ value })),
+          namespace: badNamespace.map((value) => ({ value })),
+          incarnation: badInteger.map((value) => ({ value })),
+          capabilities: badDocument,
+        },
+        { required: ['node_id', 'node_type'], closed: false },
+      ).map((body) => ({ ...body, value: event('NODE_INTROSPECTION', body.value as Record<string, unknown>) })),
     );
     await assertRefusals(bodyRequests('POST', fc.constant('/api/v1/events'), bodies, JSON.stringify(event('NODE_HEARTBEAT', heartbeat))), 400);
   });
 
   it('POST /api/v1/nodes/heartbeat', async () => {
     const template = { node_id: SEED.introspection.node_id, incarnation: 1000, health_status: 'degraded' };
-    const bodies = mutateBody(template, {
-      node_id: fc.oneof(badIdentifier, nonString, fc.constantFrom('fz-unknown', 'fz-gone')).map((value) => ({ value })),
-      namespace: badNamespace.map((value) => ({ value })),
-      incarnation: fc.oneof(badInteger, fc.constantFrom(0, 999, 1001, Number.MAX_SAFE_INTEGER)).map((value) => ({ value })),
-      status: fc.oneof(longString(51), nonString).map((value) => ({ value })),
-      health_status: fc.oneof(fc.constantFrom('ok', 'DEGRADED', ''), nonString).map((value) => ({ value })),
-      // Metrics are read and dropped, so only their type is checked.
-      metrics: nonObject.map((value) => ({ value })),
-    }, { required: ['node_id'], closed: true });
+    const bodies = mutateBody(
+      template,
+      {
+        node_id: fc.oneof(badIdentifier, nonString, fc.constantFrom('fz-unknown', 'fz-gone')).map((value) => ({ value })),
+        namespace: badNamespace.map((value) => ({ value })),
+        incarnation: fc.oneof(badInteger, fc.constantFrom(0, 999, 1001, Number.MAX_SAFE_INTEGER)).map((value) => ({ value })),
+        status: fc.oneof(longString(51), nonString).map((value) => ({ value })),
+        health_status: fc.oneof(fc.constantFrom('ok', 'DEGRADED', ''), nonString).map((value) => ({ value })),
+        // Metrics are read and dropped, so only their type is checked.
+        metrics: nonObject.map((value) => ({ value })),
+      },
+      { required: ['node_id'], closed: true },
+    );
     await assertRefusals(bodyRequests('POST', fc.constant('/api/v1/nodes/heartbeat'), bodies, JSON.stringify(template)), 300);
   });
 
@@ -361,16 +442,18 @@ describe('malformed requests', () => {
       fc.tuple(fc.constantFrom('force', 'cascade', '__proto__', 'constructor'), junk).map(([key, value]) => `${key}=${value}`),
     );
     // Every request has a bad id or a bad query (a valid id with a stale incarnation is a 409).
-    const requests = fc
-      .tuple(id, query, extraHeaders)
-      .map(([nodeId, q, headers]): RawRequest => ({ method: 'DELETE', path: `/api/v1/nodes/${nodeId}?${q}`, headers }));
+    const requests = fc.tuple(id, query, extraHeaders).map(([nodeId, q, headers]): RawRequest => ({ method: 'DELETE', path: `/api/v1/nodes/${nodeId}?${q}`, headers }));
     await assertRefusals(requests, 300);
   });
 
   it('PUT /api/v1/profiles/{role}', async () => {
     const template = { config: { max_rps: 5 } };
     // A profile's config has no size limit of its own (only the body's): wrong types and depth only.
-    const badConfig = fc.oneof(nonObject.map((value) => ({ value })), unstorableDocument.map((value) => ({ value })), deepText.map((deep) => ({ value: { nested: DEEP }, deep })));
+    const badConfig = fc.oneof(
+      nonObject.map((value) => ({ value })),
+      unstorableDocument.map((value) => ({ value })),
+      deepText.map((deep) => ({ value: { nested: DEEP }, deep })),
+    );
     const bodies = mutateBody(template, { config: badConfig }, { required: ['config'], closed: true });
     const validRole = fc.constant('/api/v1/profiles/fz-role');
     const badRole = fc.oneof(badIdentifier.filter((s) => s !== '').map(encodeURIComponent), fc.constantFrom('%zz', 'a'.repeat(101))).map((role) => `/api/v1/profiles/${role}`);
@@ -386,36 +469,90 @@ describe('malformed requests', () => {
 
   it('PUT /v1/agent/service/register (Consul)', async () => {
     const template = { Name: 'fzsvc', ID: 'fzsvc-new', Tags: ['b'], Port: 9000, Meta: { env: 'x' }, Check: { TTL: '30s' } };
-    const bodies = mutateBody(template, {
-      Name: fc.oneof(badIdentifier, nonString.filter((v) => v !== null)).map((value) => ({ value })),
-      ID: fc.oneof(badIdentifier.filter((s) => s !== ''), fc.integer(), fc.boolean(), fc.constant([1])).map((value) => ({ value })),
-      Tags: fc.oneof(fc.integer(), fc.string({ maxLength: 5 }), fc.array(fc.oneof(fc.integer(), fc.constant(null), longString(256)), { minLength: 1, maxLength: 3 }), fc.constant(Array.from({ length: 65 }, (_, i) => `t${i}`))).map((value) => ({ value })),
-      Port: fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 65_536 }), fc.constantFrom(1.5, '80', true, 1e300), nanLike).map((value) => ({ value })),
-      Meta: fc.oneof(
-        fc.oneof(fc.integer(), fc.string(), fc.array(fc.string(), { minLength: 1 })),
-        fc.tuple(prototypeKey, fc.oneof(fc.integer(), fc.constant(null), fc.constant({ polluted: true }))).map(([key, value]) => JSON.parse(`{${JSON.stringify(key)}:${JSON.stringify(value)}}`) as unknown),
-        fc.constantFrom({ 'bad key': 'v' }, { 'ünï': 'v' }, { k: 'x'.repeat(513) }),
-        unstorableText.map((text) => ({ version: text })),
-        fc.constant(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))),
-      ).map((value) => ({ value })),
-      Check: fc.oneof(
-        fc.oneof(fc.integer(), fc.string(), fc.array(fc.integer(), { minLength: 1 })),
-        fc.constantFrom({}, { TTL: '10' }, { TTL: '0.5s' }, { TTL: '999999h' }, { TTL: '169h' }, { TTL: 30 }, { TTL: '-1s' }, { TTL: 'NaN' }, { HTTP: 'http://x' }, { TTL: '30s', Status: 'ok' }, { TTL: '30s', CheckID: 5 }),
-      ).map((value) => ({ value })),
-      Checks: fc.oneof(
-        fc.oneof(fc.integer(), fc.string(), fc.constant({})),
-        fc.constant(Array.from({ length: 17 }, () => ({ TTL: '30s' }))),
-        fc.constant([{ TTL: '30s', CheckID: 'same' }, { TTL: '30s', CheckID: 'same' }]),
-      ).map((value) => ({ value })),
-      Address: fc.oneof(longString(256), fc.integer(), fc.boolean()).map((value) => ({ value })),
-    }, { required: ['Name'], closed: false });
+    const bodies = mutateBody(
+      template,
+      {
+        Name: fc
+          .oneof(
+            badIdentifier,
+            nonString.filter((v) => v !== null),
+          )
+          .map((value) => ({ value })),
+        ID: fc
+          .oneof(
+            badIdentifier.filter((s) => s !== ''),
+            fc.integer(),
+            fc.boolean(),
+            fc.constant([1]),
+          )
+          .map((value) => ({ value })),
+        Tags: fc
+          .oneof(
+            fc.integer(),
+            fc.string({ maxLength: 5 }),
+            fc.array(fc.oneof(fc.integer(), fc.constant(null), longString(256)), { minLength: 1, maxLength: 3 }),
+            fc.constant(Array.from({ length: 65 }, (_, i) => `t${i}`)),
+          )
+          .map((value) => ({ value })),
+        Port: fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 65_536 }), fc.constantFrom(1.5, '80', true, 1e300), nanLike).map((value) => ({ value })),
+        Meta: fc
+          .oneof(
+            fc.oneof(fc.integer(), fc.string(), fc.array(fc.string(), { minLength: 1 })),
+            fc
+              .tuple(prototypeKey, fc.oneof(fc.integer(), fc.constant(null), fc.constant({ polluted: true })))
+              .map(([key, value]) => JSON.parse(`{${JSON.stringify(key)}:${JSON.stringify(value)}}`) as unknown),
+            fc.constantFrom({ 'bad key': 'v' }, { ünï: 'v' }, { k: 'x'.repeat(513) }),
+            unstorableText.map((text) => ({ version: text })),
+            fc.constant(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))),
+          )
+          .map((value) => ({ value })),
+        Check: fc
+          .oneof(
+            fc.oneof(fc.integer(), fc.string(), fc.array(fc.integer(), { minLength: 1 })),
+            fc.constantFrom(
+              {},
+              { TTL: '10' },
+              { TTL: '0.5s' },
+              { TTL: '999999h' },
+              { TTL: '169h' },
+              { TTL: 30 },
+              { TTL: '-1s' },
+              { TTL: 'NaN' },
+              { HTTP: 'http://x' },
+              { TTL: '30s', Status: 'ok' },
+              { TTL: '30s', CheckID: 5 },
+            ),
+          )
+          .map((value) => ({ value })),
+        Checks: fc
+          .oneof(
+            fc.oneof(fc.integer(), fc.string(), fc.constant({})),
+            fc.constant(Array.from({ length: 17 }, () => ({ TTL: '30s' }))),
+            fc.constant([
+              { TTL: '30s', CheckID: 'same' },
+              { TTL: '30s', CheckID: 'same' },
+            ]),
+          )
+          .map((value) => ({ value })),
+        Address: fc.oneof(longString(256), fc.integer(), fc.boolean()).map((value) => ({ value })),
+      },
+      { required: ['Name'], closed: false },
+    );
     const path = fc.oneof(
       { weight: 5, arbitrary: fc.constant('/v1/agent/service/register') },
       { weight: 1, arbitrary: badNamespace.filter((v): v is string => typeof v === 'string' && v !== '').map((ns) => `/v1/agent/service/register?ns=${encodeURIComponent(ns)}`) },
     );
     // Consul accepts any content type, so the unsupported-type case (a valid body) is left out.
     const requests = fc
-      .tuple(path, fc.oneof(bodies.map(text), malformedJson.filter((body) => body !== 'null' && !body.startsWith('{"constructor"')), invalidBytes), extraHeaders)
+      .tuple(
+        path,
+        fc.oneof(
+          bodies.map(text),
+          malformedJson.filter((body) => body !== 'null' && !body.startsWith('{"constructor"')),
+          invalidBytes,
+        ),
+        extraHeaders,
+      )
       .map(([p, body, headers]): RawRequest => ({ method: 'PUT', path: p, body, headers }));
     await assertRefusals(requests, 300);
   });
@@ -429,7 +566,10 @@ describe('malformed requests', () => {
       .tuple(fc.constantFrom('pass', 'warn', 'fail'), unknownId, fc.option(junk, { nil: undefined }), extraHeaders)
       .map(([action, id, note, headers]): RawRequest => ({ method: 'PUT', path: `/v1/agent/check/${action}/${id}${note === undefined ? '' : `?note=${note}`}`, headers }));
     const badNs = fc
-      .tuple(fc.constantFrom('pass', 'warn', 'fail'), badNamespace.filter((v): v is string => typeof v === 'string' && v !== ''))
+      .tuple(
+        fc.constantFrom('pass', 'warn', 'fail'),
+        badNamespace.filter((v): v is string => typeof v === 'string' && v !== ''),
+      )
       .map(([action, ns]): RawRequest => ({ method: 'PUT', path: `/v1/agent/check/${action}/fz-ttl?ns=${encodeURIComponent(ns)}`, headers: {} }));
     const update = fc
       .oneof(
@@ -444,14 +584,42 @@ describe('malformed requests', () => {
 
   it('GET /v1/health/service/{name} (Consul)', async () => {
     const query = fc.oneof(
-      fc.oneof(fc.constantFrom('-1', '1.5', 'abc', '1e3', '0x1', '123456789012345678901', '%zz'), junk.filter((v) => !/^\d*$/.test(v))).map((v) => `index=${v}`),
-      fc.oneof(fc.constantFrom('10', '5x', '-1s', '1.s', 's', '1d', 'NaN', '1e3s', '%zz'), fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !/^\d/.test(s)).map(encodeURIComponent)).map((v) => `index=1&wait=${v}`),
-      fc.oneof(
-        fc.constantFrom('Foo == "x"', 'Service.Tags ==', '"x" in', '(', ')', 'Service.ID == "x" and', 'Service.ID ~ "x"', 'Service.ID == "unterminated', 'not', '!!', 'Service.ID is full', 'Checks contains'),
-        fc.integer({ min: 33, max: 4000 }).map((n) => `${'('.repeat(n)}Service.ID == "x"${')'.repeat(n)}`),
-        fc.integer({ min: 33, max: 2000 }).map((n) => `${'not '.repeat(n)}Service.ID == "x"`),
-        fc.integer({ min: 100, max: 7000 }).map((n) => '('.repeat(n)),
-      ).map((f) => `filter=${encodeURIComponent(f)}`),
+      fc
+        .oneof(
+          fc.constantFrom('-1', '1.5', 'abc', '1e3', '0x1', '123456789012345678901', '%zz'),
+          junk.filter((v) => !/^\d*$/.test(v)),
+        )
+        .map((v) => `index=${v}`),
+      fc
+        .oneof(
+          fc.constantFrom('10', '5x', '-1s', '1.s', 's', '1d', 'NaN', '1e3s', '%zz'),
+          fc
+            .string({ minLength: 1, maxLength: 8 })
+            .filter((s) => !/^\d/.test(s))
+            .map(encodeURIComponent),
+        )
+        .map((v) => `index=1&wait=${v}`),
+      fc
+        .oneof(
+          fc.constantFrom(
+            'Foo == "x"',
+            'Service.Tags ==',
+            '"x" in',
+            '(',
+            ')',
+            'Service.ID == "x" and',
+            'Service.ID ~ "x"',
+            'Service.ID == "unterminated',
+            'not',
+            '!!',
+            'Service.ID is full',
+            'Checks contains',
+          ),
+          fc.integer({ min: 33, max: 4000 }).map((n) => `${'('.repeat(n)}Service.ID == "x"${')'.repeat(n)}`),
+          fc.integer({ min: 33, max: 2000 }).map((n) => `${'not '.repeat(n)}Service.ID == "x"`),
+          fc.integer({ min: 100, max: 7000 }).map((n) => '('.repeat(n)),
+        )
+        .map((f) => `filter=${encodeURIComponent(f)}`),
       fc.constantFrom('passing=maybe', 'passing=2', 'passing=yes', 'passing=true&passing=false', 'index=1&index=2', 'wait=1s&wait=2s', 'ns=UPPER', 'ns=a_b', 'ns=', 'filter=a&filter=b'),
     );
     const requests = fc
@@ -461,19 +629,43 @@ describe('malformed requests', () => {
   });
 
   it('GET /api/v1/nodes with malformed query strings', async () => {
-    const cursorWithoutSeparator = fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !s.includes('\u0000')).map((s) => Buffer.from(s, 'utf8').toString('base64url')).filter((s) => s.length > 0);
+    const cursorWithoutSeparator = fc
+      .string({ minLength: 1, maxLength: 40 })
+      .filter((s) => !s.includes('\u0000'))
+      .map((s) => Buffer.from(s, 'utf8').toString('base64url'))
+      .filter((s) => s.length > 0);
     const query = fc.oneof(
       fc.constantFrom('0', '1001', '-1', 'abc', '1.5', '1e3', ' 1', '0x10', '99999999999999999999', '%zz', 'NaN').map((v) => `limit=${encodeURIComponent(v)}`),
       fc.oneof(cursorWithoutSeparator, fc.constantFrom('!!!', 'a b', '=', 'a'.repeat(701), '%00', 'AA==')).map((v) => `cursor=${encodeURIComponent(v)}`),
-      fc.oneof(
-        fc.constantFrom('{', 'not json', '[]', '[{"gpu":true}]', '1', '"gpu"', 'null', 'true', '{"a":NaN}', "{'gpu':true}"),
-        fc.integer({ min: 4097, max: 6000 }).map((n) => `{"a":"${'x'.repeat(n)}"}`),
-      ).map((v) => `capability=${encodeURIComponent(v)}`),
+      fc
+        .oneof(
+          fc.constantFrom('{', 'not json', '[]', '[{"gpu":true}]', '1', '"gpu"', 'null', 'true', '{"a":NaN}', "{'gpu':true}"),
+          fc.integer({ min: 4097, max: 6000 }).map((n) => `{"a":"${'x'.repeat(n)}"}`),
+        )
+        .map((v) => `capability=${encodeURIComponent(v)}`),
       fc.constantFrom('>=>=1', 'not-a-version', '1.2.3.4.5', `${'1'.repeat(101)}`, '>=1.0.0 <', '^^1').map((v) => `version=${encodeURIComponent(v)}`),
-      fc.oneof(fc.constantFrom('up', 'ONLINE', 'online,up', 'deleted'), fc.string({ minLength: 1, maxLength: 10 }).filter((s) => /[^ ,]/.test(s) && !['online', 'offline', 'removed'].includes(s.trim())).filter((s) => s.split(',').some((p) => p.trim() !== '' && !['online', 'offline', 'removed'].includes(p.trim())))).map((v) => `status=${encodeURIComponent(v)}`),
+      fc
+        .oneof(
+          fc.constantFrom('up', 'ONLINE', 'online,up', 'deleted'),
+          fc
+            .string({ minLength: 1, maxLength: 10 })
+            .filter((s) => /[^ ,]/.test(s) && !['online', 'offline', 'removed'].includes(s.trim()))
+            .filter((s) => s.split(',').some((p) => p.trim() !== '' && !['online', 'offline', 'removed'].includes(p.trim()))),
+        )
+        .map((v) => `status=${encodeURIComponent(v)}`),
       badNamespace.filter((v): v is string => typeof v === 'string' && v !== '' && v !== '*').map((v) => `namespace=${encodeURIComponent(v)}`),
       fc.tuple(fc.constantFrom('roles', 'page', '__proto__', 'constructor', 'toString', 'limit[]', 'sort'), junk).map(([key, value]) => `${key}=${value}`),
-      fc.constantFrom('role=a&role=b', 'limit=1&limit=2', 'cursor=a&cursor=b', 'capability={}&capability={}', 'version=1&version=2', 'node_type=a&node_type=b', 'namespace=a&namespace=b', `role=${'r'.repeat(101)}`, `node_type=${'t'.repeat(101)}`),
+      fc.constantFrom(
+        'role=a&role=b',
+        'limit=1&limit=2',
+        'cursor=a&cursor=b',
+        'capability={}&capability={}',
+        'version=1&version=2',
+        'node_type=a&node_type=b',
+        'namespace=a&namespace=b',
+        `role=${'r'.repeat(101)}`,
+        `node_type=${'t'.repeat(101)}`,
+      ),
     );
     const requests = fc
       .tuple(fc.array(fc.constantFrom('role=worker', 'label=zone-a', 'status=online'), { maxLength: 2 }), query, extraHeaders)
@@ -485,7 +677,12 @@ describe('malformed requests', () => {
     const since = String(version);
     const query = fc.oneof(
       fc.constantFrom('', 'wait=1s', 'limit=1').map((q) => q),
-      fc.oneof(fc.constantFrom('-1', '1.5', 'abc', '1e3', '0x1', '12345678901234567', '%zz', ''), junk.filter((v) => !/^\d{1,16}$/.test(v))).map((v) => `since=${v}`),
+      fc
+        .oneof(
+          fc.constantFrom('-1', '1.5', 'abc', '1e3', '0x1', '12345678901234567', '%zz', ''),
+          junk.filter((v) => !/^\d{1,16}$/.test(v)),
+        )
+        .map((v) => `since=${v}`),
       fc.constant(`since=${version + 1}`),
       fc.constantFrom('5x', '-1s', '1h', '301s', '10m', '1.s', 'ms', '1e3', '%zz', '1 s').map((v) => `since=${since}&wait=${encodeURIComponent(v)}`),
       fc.constantFrom('0', '10001', '-1', 'x', '1.5').map((v) => `since=${since}&limit=${v}`),
@@ -544,9 +741,39 @@ function cesu8(text: string): string {
 /** Odd values as they appear in a URL: out-of-range dates and numbers, NUL, encoded surrogates, broken escapes. */
 const oddParameter = fc.oneof(
   fc.constantFrom(
-    '99999-01-01', '-1e20', '1e20', '%2B200000-01-01', '-000001-01-01', '275760-09-13', '0000-01-01', '2024-13-45', '2024-02-30T25:61:61Z',
-    '1970-01-01T00:00:00%2B99:99', '2024-01-01T00:00:00.123456789012Z', '1e400', '-0', 'NaN', 'Infinity', '0x1F', '9'.repeat(400), '-9'.repeat(40),
-    '%00', 'a%00b', '%ED%A0%80', '%ED%BF%BF', '%C0%80', '%F4%90%80%80', '%uD800', '%', '%zz', '%E0%A4%A', '', '%20', '*', '..', '%2F',
+    '99999-01-01',
+    '-1e20',
+    '1e20',
+    '%2B200000-01-01',
+    '-000001-01-01',
+    '275760-09-13',
+    '0000-01-01',
+    '2024-13-45',
+    '2024-02-30T25:61:61Z',
+    '1970-01-01T00:00:00%2B99:99',
+    '2024-01-01T00:00:00.123456789012Z',
+    '1e400',
+    '-0',
+    'NaN',
+    'Infinity',
+    '0x1F',
+    '9'.repeat(400),
+    '-9'.repeat(40),
+    '%00',
+    'a%00b',
+    '%ED%A0%80',
+    '%ED%BF%BF',
+    '%C0%80',
+    '%F4%90%80%80',
+    '%uD800',
+    '%',
+    '%zz',
+    '%E0%A4%A',
+    '',
+    '%20',
+    '*',
+    '..',
+    '%2F',
   ),
   fc.integer().map(String),
   fc.double().map(String),
@@ -568,12 +795,26 @@ describe('administration and audit parameters', () => {
   });
 
   it('GET /api/v1/audit with odd filters', async () => {
-    const requests = fc.tuple(query(['namespace', 'action', 'decision', 'since', 'limit', 'cursor']), extraHeaders).map(([q, headers]): RawRequest => ({ method: 'GET', path: `/api/v1/audit?${q}`, headers }));
-    await assertAnswered(requests, 400, gets([
-      '/api/v1/audit?since=99999-01-01', '/api/v1/audit?since=-1e20', '/api/v1/audit?since=%2B200000-01-01', '/api/v1/audit?since=0000-12-31T23:59:59Z',
-      '/api/v1/audit?since=0001-01-01T00:00:00%2B01:00', '/api/v1/audit?since=-000001-01-01', '/api/v1/audit?action=%00', '/api/v1/audit?action=%ED%A0%80',
-      '/api/v1/audit?limit=1e400', '/api/v1/audit?cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTk5', '/api/v1/audit?namespace=%00',
-    ]));
+    const requests = fc
+      .tuple(query(['namespace', 'action', 'decision', 'since', 'limit', 'cursor']), extraHeaders)
+      .map(([q, headers]): RawRequest => ({ method: 'GET', path: `/api/v1/audit?${q}`, headers }));
+    await assertAnswered(
+      requests,
+      400,
+      gets([
+        '/api/v1/audit?since=99999-01-01',
+        '/api/v1/audit?since=-1e20',
+        '/api/v1/audit?since=%2B200000-01-01',
+        '/api/v1/audit?since=0000-12-31T23:59:59Z',
+        '/api/v1/audit?since=0001-01-01T00:00:00%2B01:00',
+        '/api/v1/audit?since=-000001-01-01',
+        '/api/v1/audit?action=%00',
+        '/api/v1/audit?action=%ED%A0%80',
+        '/api/v1/audit?limit=1e400',
+        '/api/v1/audit?cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTk5',
+        '/api/v1/audit?namespace=%00',
+      ]),
+    );
   });
 
   it('API keys: odd ids, queries and bodies', async () => {
@@ -581,7 +822,12 @@ describe('administration and audit parameters', () => {
       oddParameter.filter((id) => id !== '' && !id.includes('/')).map((id): RawRequest => ({ method: 'DELETE', path: `/api/v1/admin/keys/${id}` })),
       query(['x', 'namespace', 'limit']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/admin/keys?${q}` })),
       // Never a valid scope: a created key would turn authentication on for the rest of the file.
-      fc.record({ scope: oddJson.filter((scope) => !['admin', 'nodes:read', 'nodes:write'].includes(scope as string)), namespace: fc.option(oddJson, { nil: undefined }), name: fc.option(oddJson, { nil: undefined }) })
+      fc
+        .record({
+          scope: oddJson.filter((scope) => !['admin', 'nodes:read', 'nodes:write'].includes(scope as string)),
+          namespace: fc.option(oddJson, { nil: undefined }),
+          name: fc.option(oddJson, { nil: undefined }),
+        })
         .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/admin/keys', body: JSON.stringify(body) })),
       fc.record({ scope: fc.constant('admin'), name: unstorableText }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/admin/keys', body: JSON.stringify(body) })),
     );
@@ -593,13 +839,27 @@ describe('administration and audit parameters', () => {
   });
 
   it('namespace policies and quotas: odd namespaces, versions and bodies', async () => {
-    const namespace = fc.oneof(fc.constantFrom('fz-ns', 'default'), oddParameter.filter((ns) => ns !== '' && !ns.includes('/') && ns !== '..'));
+    const namespace = fc.oneof(
+      fc.constantFrom('fz-ns', 'default'),
+      oddParameter.filter((ns) => ns !== '' && !ns.includes('/') && ns !== '..'),
+    );
     const requests = fc.oneof(
-      fc.tuple(namespace, fc.option(oddParameter, { nil: undefined })).map(([ns, v]): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/policy${v === undefined ? '' : `?version=${v}`}` })),
+      fc
+        .tuple(namespace, fc.option(oddParameter, { nil: undefined }))
+        .map(([ns, v]): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/policy${v === undefined ? '' : `?version=${v}`}` })),
       namespace.map((ns): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/policy/versions` })),
       namespace.map((ns): RawRequest => ({ method: 'GET', path: `/api/v1/namespaces/${ns}/quotas` })),
-      fc.tuple(namespace, fc.oneof(oddJson, fc.constantFrom('true', 'node.node_type == "x"', '1/0 == 1', 'node.labels.exists(l, l == "x")'))).map(([ns, expression]): RawRequest => ({ method: 'PUT', path: `/api/v1/namespaces/${ns === 'default' ? 'fz-ns' : ns}/policy`, body: JSON.stringify({ expression }) })),
-      fc.tuple(namespace, fc.record({ max_nodes: fc.option(oddJson, { nil: undefined }), max_nodes_per_type: fc.option(fc.oneof(oddJson, fc.dictionary(fc.oneof(fc.string({ maxLength: 5 }), unstorableText), oddJson, { maxKeys: 2 })), { nil: undefined }) }))
+      fc
+        .tuple(namespace, fc.oneof(oddJson, fc.constantFrom('true', 'node.node_type == "x"', '1/0 == 1', 'node.labels.exists(l, l == "x")')))
+        .map(([ns, expression]): RawRequest => ({ method: 'PUT', path: `/api/v1/namespaces/${ns === 'default' ? 'fz-ns' : ns}/policy`, body: JSON.stringify({ expression }) })),
+      fc
+        .tuple(
+          namespace,
+          fc.record({
+            max_nodes: fc.option(oddJson, { nil: undefined }),
+            max_nodes_per_type: fc.option(fc.oneof(oddJson, fc.dictionary(fc.oneof(fc.string({ maxLength: 5 }), unstorableText), oddJson, { maxKeys: 2 })), { nil: undefined }),
+          }),
+        )
         .map(([ns, body]): RawRequest => ({ method: 'PUT', path: `/api/v1/namespaces/${ns === 'default' ? 'fz-ns' : ns}/quotas`, body: JSON.stringify(body) })),
     );
     await assertAnswered(requests, 400);
@@ -607,12 +867,27 @@ describe('administration and audit parameters', () => {
 
   it('identity: odd tokens, revocations and requests', async () => {
     const requests = fc.oneof(
-      fc.record({ namespace: fc.option(oddJson, { nil: undefined }), node_type: fc.oneof(fc.constant('worker'), oddJson), ttl_seconds: fc.option(oddJson, { nil: undefined }), uses: fc.option(oddJson, { nil: undefined }) })
+      fc
+        .record({
+          namespace: fc.option(oddJson, { nil: undefined }),
+          node_type: fc.oneof(fc.constant('worker'), oddJson),
+          ttl_seconds: fc.option(oddJson, { nil: undefined }),
+          uses: fc.option(oddJson, { nil: undefined }),
+        })
         .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/tokens', body: JSON.stringify(body) })),
-      fc.record({ serial: fc.option(fc.oneof(oddJson, fc.constantFrom('ff', 'F'.repeat(64), '0')), { nil: undefined }), spiffe_id: fc.option(oddJson, { nil: undefined }), reason: fc.option(oddJson, { nil: undefined }) })
+      fc
+        .record({
+          serial: fc.option(fc.oneof(oddJson, fc.constantFrom('ff', 'F'.repeat(64), '0')), { nil: undefined }),
+          spiffe_id: fc.option(oddJson, { nil: undefined }),
+          reason: fc.option(oddJson, { nil: undefined }),
+        })
         .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/revocations', body: JSON.stringify(body) })),
-      fc.record({ token: oddJson, csr: oddJson, node_id: fc.oneof(fc.constant('fz-id'), oddJson) }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid', body: JSON.stringify(body) })),
-      fc.record({ certificate: oddJson, csr: oddJson, proof: fc.option(oddJson, { nil: undefined }) }).map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid/renew', body: JSON.stringify(body) })),
+      fc
+        .record({ token: oddJson, csr: oddJson, node_id: fc.oneof(fc.constant('fz-id'), oddJson) })
+        .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid', body: JSON.stringify(body) })),
+      fc
+        .record({ certificate: oddJson, csr: oddJson, proof: fc.option(oddJson, { nil: undefined }) })
+        .map((body): RawRequest => ({ method: 'POST', path: '/api/v1/identity/svid/renew', body: JSON.stringify(body) })),
       query(['x']).map((q): RawRequest => ({ method: 'GET', path: `/api/v1/identity/revocations?${q}` })),
     );
     await assertAnswered(requests, 300);

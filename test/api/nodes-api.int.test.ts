@@ -63,10 +63,11 @@ describe('DAGI registration', () => {
       body: { node_id: nodeId, hostname: 'test', ip: '192.168.1.1', role: 'test-node', labels: ['test', 'gpu'] },
     });
     assert.equal(changed.body.outcome, 'updated');
-    const changes = await json<{ changes: Array<{ change_type: string; changed_fields: string[]; node_id: string }> }>(
-      `${t.url}/api/v1/topology/changes?since=${changed.body.topology_version - 1}`,
+    const changes = await json<{ changes: Array<{ change_type: string; changed_fields: string[]; node_id: string }> }>(`${t.url}/api/v1/topology/changes?since=${changed.body.topology_version - 1}`);
+    assert.deepEqual(
+      changes.body.changes.map((c) => [c.node_id, c.change_type, c.changed_fields]),
+      [[nodeId, 'updated', ['labels']]],
     );
-    assert.deepEqual(changes.body.changes.map((c) => [c.node_id, c.change_type, c.changed_fields]), [[nodeId, 'updated', ['labels']]]);
   });
 
   it('renews the lease on heartbeat', async () => {
@@ -174,7 +175,10 @@ describe('queries', () => {
       cursor = page.body.next_cursor;
     } while (cursor);
     const all = await json<{ nodes: Array<{ node_id: string }> }>(`${t.url}/api/v1/nodes?limit=1000&namespace=*&status=online,offline,removed`);
-    assert.deepEqual(seen, all.body.nodes.map((n) => n.node_id));
+    assert.deepEqual(
+      seen,
+      all.body.nodes.map((n) => n.node_id),
+    );
     assert.equal(new Set(seen).size, seen.length);
   });
 });
@@ -191,7 +195,6 @@ describe('profiles', () => {
 });
 
 describe('bad input gets a problem document and changes nothing', () => {
-
   it('refuses each bad request with its stable code', async () => {
     const before = await snapshot();
     const url = `${t.url}/api/v1/nodes/register`;
@@ -231,13 +234,28 @@ describe('service documents', () => {
     const doc = await json<{ openapi: string; paths: Record<string, unknown> }>(`${t.url}/openapi.json`);
     assert.equal(doc.status, 200);
     assert.match(doc.body.openapi, /^3\./);
-    for (const path of ['/api/v1/nodes/register', '/api/v1/nodes/heartbeat', '/api/v1/nodes', '/api/v1/nodes/{node_id}', '/api/v1/profiles/{role}', '/api/v1/introspection', '/api/v1/topology', '/api/v1/topology/changes', '/api/v1/topology/stream', '/health', '/metrics']) {
+    for (const path of [
+      '/api/v1/nodes/register',
+      '/api/v1/nodes/heartbeat',
+      '/api/v1/nodes',
+      '/api/v1/nodes/{node_id}',
+      '/api/v1/profiles/{role}',
+      '/api/v1/introspection',
+      '/api/v1/topology',
+      '/api/v1/topology/changes',
+      '/api/v1/topology/stream',
+      '/health',
+      '/metrics',
+    ]) {
       assert.ok(path in doc.body.paths, `OpenAPI lists ${path}`);
     }
   });
 
   it('reports health with component checks', async () => {
-    const health = await json<{ status: string; checks: { store: { status: string; dialect: string; target: string }; writes: { status: string; last_error: unknown }; background_tasks: { tasks: Record<string, { running: boolean }> } } }>(`${t.url}/health`);
+    const health = await json<{
+      status: string;
+      checks: { store: { status: string; dialect: string; target: string }; writes: { status: string; last_error: unknown }; background_tasks: { tasks: Record<string, { running: boolean }> } };
+    }>(`${t.url}/health`);
     assert.equal(health.status, 200);
     assert.equal(health.body.status, 'healthy');
     assert.equal(health.body.checks.store.status, 'healthy');

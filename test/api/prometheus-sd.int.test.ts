@@ -48,7 +48,17 @@ let prometheusLog = '';
 
 const nodes = [
   // A metrics URL gives host:port, scheme, path and parameters.
-  { node_id: 'gpu-worker-1', hostname: 'gpu-worker-1.local', ip: '10.5.0.1', role: 'inference', node_type: 'worker', node_version: '2.1.0', labels: ['gpu', 'eu'], endpoints: { metrics: 'https://10.5.0.1:9400/custom/metrics?format=prometheus' }, metadata: { zone: 'eu-west-1a' } },
+  {
+    node_id: 'gpu-worker-1',
+    hostname: 'gpu-worker-1.local',
+    ip: '10.5.0.1',
+    role: 'inference',
+    node_type: 'worker',
+    node_version: '2.1.0',
+    labels: ['gpu', 'eu'],
+    endpoints: { metrics: 'https://10.5.0.1:9400/custom/metrics?format=prometheus' },
+    metadata: { zone: 'eu-west-1a' },
+  },
   // An api URL: host:port, default path.
   { node_id: 'cpu-worker-2', hostname: 'cpu-worker-2.local', ip: '10.5.0.4', role: 'batch', node_type: 'worker', node_version: '2.0.0', labels: ['cpu'], endpoints: { api: 'http://10.5.0.4:7000' } },
   // A health URL only.
@@ -58,7 +68,17 @@ const nodes = [
   // Nothing to scrape: left out.
   { node_id: 'nothing-1', hostname: 'nothing-1.local', role: 'ghost', node_type: 'ghost' },
   // Another namespace.
-  { node_id: 'prod-1', namespace: 'prod', hostname: 'prod-1.local', ip: '10.6.0.1', role: 'inference', node_type: 'worker', node_version: '3.0.0', labels: ['gpu'], endpoints: { metrics: 'http://10.6.0.1:9400/metrics' } },
+  {
+    node_id: 'prod-1',
+    namespace: 'prod',
+    hostname: 'prod-1.local',
+    ip: '10.6.0.1',
+    role: 'inference',
+    node_type: 'worker',
+    node_version: '3.0.0',
+    labels: ['gpu'],
+    endpoints: { metrics: 'http://10.6.0.1:9400/metrics' },
+  },
 ];
 
 function prometheusConfig(rollcallUrl: string): string {
@@ -104,12 +124,7 @@ async function startPrometheus(config: string): Promise<void> {
   const port = await freePort();
   prometheusUrl = `http://127.0.0.1:${port}`;
   writeFileSync(join(dir, 'prometheus.yml'), config);
-  const args = [
-    `--config.file=${join(dir, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    '--log.level=warn',
-  ];
+  const args = [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'];
   if (dnsSd) {
     writeFileSync(join(dir, 'resolv.conf'), `nameserver ${dnsHost}\noptions timeout:1 attempts:1\n`);
     // unshare and sh both exec: the child's pid ends up being Prometheus'.
@@ -122,7 +137,9 @@ async function startPrometheus(config: string): Promise<void> {
   await pollUntil(
     async () => {
       if (prometheus?.exitCode !== null) throw new Error(`prometheus exited (${String(prometheus?.exitCode)}):\n${prometheusLog}`);
-      return fetch(`${prometheusUrl}/-/ready`).then((response) => response.status).catch(() => 0);
+      return fetch(`${prometheusUrl}/-/ready`)
+        .then((response) => response.status)
+        .catch(() => 0);
     },
     (status) => status === 200,
     { timeoutMs: 20_000, intervalMs: 200, what: 'prometheus to be ready' },
@@ -250,17 +267,24 @@ describe('Prometheus discovers targets from rollcall', () => {
     await waitForPool('rollcall-http', ['10.5.0.1:9400', '10.5.0.4:7000', '10.5.0.3:9100', '10.6.0.1:9400', new URL(t.url).host]);
   });
 
-  it('through dns_sd_configs (SRV records from rollcall\'s DNS interface)', { skip: dnsSd || process.env.CI ? false : 'needs root and a mount namespace to point Prometheus\' resolver at rollcall; dig covers SRV in dns.int.test.ts' }, async () => {
-    const targets = await waitForPool('rollcall-dns', ['cpu-worker-2.node.consul:7000', 'gpu-worker-1.node.consul:9400']);
-    const gpu = targets.find((target) => target.labels.instance === 'gpu-worker-1.node.consul:9400');
-    const { __meta_dns_name, __meta_dns_srv_record_target, __meta_dns_srv_record_port } = gpu?.discoveredLabels ?? {};
-    assert.deepEqual({ __meta_dns_name, __meta_dns_srv_record_target, __meta_dns_srv_record_port }, {
-      __meta_dns_name: 'worker.service.consul',
-      __meta_dns_srv_record_target: 'gpu-worker-1.node.consul.',
-      __meta_dns_srv_record_port: '9400',
-    });
-    assert.equal(gpu?.scrapeUrl, 'http://gpu-worker-1.node.consul:9400/metrics');
-    // A tag lookup: only the gpu worker.
-    await waitForPool('rollcall-dns-gpu', ['gpu-worker-1.node.consul:9400']);
-  });
+  it(
+    "through dns_sd_configs (SRV records from rollcall's DNS interface)",
+    { skip: dnsSd || process.env.CI ? false : "needs root and a mount namespace to point Prometheus' resolver at rollcall; dig covers SRV in dns.int.test.ts" },
+    async () => {
+      const targets = await waitForPool('rollcall-dns', ['cpu-worker-2.node.consul:7000', 'gpu-worker-1.node.consul:9400']);
+      const gpu = targets.find((target) => target.labels.instance === 'gpu-worker-1.node.consul:9400');
+      const { __meta_dns_name, __meta_dns_srv_record_target, __meta_dns_srv_record_port } = gpu?.discoveredLabels ?? {};
+      assert.deepEqual(
+        { __meta_dns_name, __meta_dns_srv_record_target, __meta_dns_srv_record_port },
+        {
+          __meta_dns_name: 'worker.service.consul',
+          __meta_dns_srv_record_target: 'gpu-worker-1.node.consul.',
+          __meta_dns_srv_record_port: '9400',
+        },
+      );
+      assert.equal(gpu?.scrapeUrl, 'http://gpu-worker-1.node.consul:9400/metrics');
+      // A tag lookup: only the gpu worker.
+      await waitForPool('rollcall-dns-gpu', ['gpu-worker-1.node.consul:9400']);
+    },
+  );
 });

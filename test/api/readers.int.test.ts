@@ -80,7 +80,9 @@ function dechunk(body: Buffer): Buffer {
 function parseEvents(response: Buffer): StreamEvent[] {
   const headEnd = response.indexOf('\r\n\r\n');
   if (headEnd < 0) return [];
-  const blocks = dechunk(response.subarray(headEnd + 4)).toString('utf8').split('\n\n');
+  const blocks = dechunk(response.subarray(headEnd + 4))
+    .toString('utf8')
+    .split('\n\n');
   blocks.pop();
   return blocks.flatMap((block) => {
     const lines = block.split('\n');
@@ -123,10 +125,12 @@ describe('answered watchers leave nothing behind', () => {
     let current = await version(t.url);
     let index = await consulIndex(t.url);
     const parkedPolls = Array.from({ length: 50 }, () => json<{ changes: unknown[] }>(`${t.url}/api/v1/topology/changes?since=${current}&wait=60s`));
-    const parkedQueries = Array.from({ length: 50 }, () => fetch(`${t.url}/v1/catalog/services?index=${index}&wait=60s`).then(async (response) => {
-      await response.arrayBuffer();
-      return response.status;
-    }));
+    const parkedQueries = Array.from({ length: 50 }, () =>
+      fetch(`${t.url}/v1/catalog/services?index=${index}&wait=60s`).then(async (response) => {
+        await response.arrayBuffer();
+        return response.status;
+      }),
+    );
     await untilMetric(t.url, 'rollcall_topology_watchers', watcherLabels, (value) => value === 50, '50 parked long-polls');
     await untilMetric(t.url, 'rollcall_consul_blocking_parked', '', (value) => value === 50, '50 parked blocking queries');
     await register(t.url, 'wake-all');
@@ -138,12 +142,17 @@ describe('answered watchers leave nothing behind', () => {
     index = await consulIndex(t.url);
     const timedOut = await Promise.all([
       ...Array.from({ length: 20 }, () => json<{ changes: unknown[] }>(`${t.url}/api/v1/topology/changes?since=${current}&wait=200ms`).then((answer) => answer.status)),
-      ...Array.from({ length: 20 }, () => fetch(`${t.url}/v1/catalog/services?index=${index}&wait=200ms`).then(async (response) => {
-        await response.arrayBuffer();
-        return response.status;
-      })),
+      ...Array.from({ length: 20 }, () =>
+        fetch(`${t.url}/v1/catalog/services?index=${index}&wait=200ms`).then(async (response) => {
+          await response.arrayBuffer();
+          return response.status;
+        }),
+      ),
     ]);
-    assert.ok(timedOut.every((status) => status === 200), JSON.stringify(timedOut));
+    assert.ok(
+      timedOut.every((status) => status === 200),
+      JSON.stringify(timedOut),
+    );
 
     // Abandoned by their clients while parked.
     const abandon = new AbortController();
@@ -158,8 +167,15 @@ describe('answered watchers leave nothing behind', () => {
 
     await untilMetric(t.url, 'rollcall_topology_watchers', watcherLabels, (value) => value === 0, 'no long-poll left');
     await untilMetric(t.url, 'rollcall_consul_blocking_parked', '', (value) => value === 0, 'no blocking query left');
-    await pollUntil(async () => view.listenerCount, (count) => count === listenersBefore, { timeoutMs: 5_000, what: `the live view's listeners back to ${listenersBefore}` });
-    assert.deepEqual(warnings.map((warning) => warning.message), []);
+    await pollUntil(
+      async () => view.listenerCount,
+      (count) => count === listenersBefore,
+      { timeoutMs: 5_000, what: `the live view's listeners back to ${listenersBefore}` },
+    );
+    assert.deepEqual(
+      warnings.map((warning) => warning.message),
+      [],
+    );
   });
 });
 
@@ -178,7 +194,11 @@ describe('event streams honour backpressure', () => {
     const streamPath = `/api/v1/topology/stream?since=${start}`;
     const slow = await rawConnection(t.url);
     slow.socket.write(`GET ${streamPath} HTTP/1.1\r\nHost: rollcall\r\nAccept: text/event-stream\r\n\r\n`);
-    await pollUntil(async () => slow.received(), (text) => text.includes('event: ready'), { timeoutMs: 5_000, what: 'the ready event' });
+    await pollUntil(
+      async () => slow.received(),
+      (text) => text.includes('event: ready'),
+      { timeoutMs: 5_000, what: 'the ready event' },
+    );
     // It stops reading: whatever the server sends piles up in the kernel's buffers, then in the server's.
     slow.socket.pause();
     // A reader that keeps reading, beside it, is never dropped.
@@ -209,13 +229,25 @@ describe('event streams honour backpressure', () => {
 
     const resumed = await rawConnection(t.url);
     resumed.socket.write(`GET /api/v1/topology/stream HTTP/1.1\r\nHost: rollcall\r\nAccept: text/event-stream\r\nLast-Event-ID: ${lastEventId}\r\n\r\n`);
-    await pollUntil(async () => resumed.events().some((event) => event.id === last), (done) => done, { timeoutMs: 10_000, what: `the resumed stream to reach version ${last}` });
+    await pollUntil(
+      async () => resumed.events().some((event) => event.id === last),
+      (done) => done,
+      { timeoutMs: 10_000, what: `the resumed stream to reach version ${last}` },
+    );
     const after = resumed.events().filter((event) => event.event === 'change');
     const ids = [...before, ...after].map((event) => event.id).filter((id) => id !== null && id <= last);
-    assert.deepEqual(ids, Array.from({ length: last - start }, (_, i) => start + 1 + i), 'every version once, in order, across the resume');
+    assert.deepEqual(
+      ids,
+      Array.from({ length: last - start }, (_, i) => start + 1 + i),
+      'every version once, in order, across the resume',
+    );
 
     // The steady reader got every change on its one stream.
-    await pollUntil(async () => steady.events().some((event) => event.id === last), (done) => done, { timeoutMs: 10_000, what: `the steady reader to reach version ${last}` });
+    await pollUntil(
+      async () => steady.events().some((event) => event.id === last),
+      (done) => done,
+      { timeoutMs: 10_000, what: `the steady reader to reach version ${last}` },
+    );
     assert.equal(steady.events().filter((event) => event.event === 'change' && event.id !== null && event.id <= last).length, last - start);
     assert.equal(await metric(t.url, 'rollcall_topology_watchers', '{kind="stream"}'), 2);
     steady.socket.destroy();
@@ -282,10 +314,18 @@ describe('slow senders', () => {
 
     const stream = await rawConnection(t.url);
     stream.socket.write(`GET /api/v1/topology/stream?since=${since} HTTP/1.1\r\nHost: rollcall\r\n\r\n`);
-    await pollUntil(async () => stream.received(), (text) => text.includes('event: ready'), { timeoutMs: 5_000, what: 'the ready event' });
+    await pollUntil(
+      async () => stream.received(),
+      (text) => text.includes('event: ready'),
+      { timeoutMs: 5_000, what: 'the ready event' },
+    );
     await new Promise((resolve) => setTimeout(resolve, 3 * requestTimeoutMs));
     const changed = await register(t.url, 'after-the-timeout');
-    await pollUntil(async () => stream.events().some((event) => event.id === changed), (done) => done, { timeoutMs: 5_000, what: 'the change on a stream older than the request timeout' });
+    await pollUntil(
+      async () => stream.events().some((event) => event.id === changed),
+      (done) => done,
+      { timeoutMs: 5_000, what: 'the change on a stream older than the request timeout' },
+    );
     stream.socket.destroy();
   });
 });

@@ -50,10 +50,14 @@ describe('store outage', () => {
     assert.equal((await json(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'before-outage' } })).status, 200);
 
     await proxy.listen();
-    const recovered = await waitFor('writes to succeed again', async () => {
-      const response = await register('after-outage');
-      return response.status === 201 ? response : undefined;
-    }, 15_000);
+    const recovered = await waitFor(
+      'writes to succeed again',
+      async () => {
+        const response = await register('after-outage');
+        return response.status === 201 ? response : undefined;
+      },
+      15_000,
+    );
     assert.equal(recovered.body.outcome, 'added');
     await waitFor('health to recover', async () => ((await json(`${t.url}/health`)).status === 200 ? true : undefined), 15_000);
 
@@ -62,14 +66,21 @@ describe('store outage', () => {
     await direct.connect();
     try {
       const rows = await direct.query<{ node_id: string }>(`SELECT node_id FROM node_registrations WHERE role = 'outage' ORDER BY node_id`);
-      assert.deepEqual(rows.rows.map((row) => row.node_id), ['after-outage', 'before-outage']);
+      assert.deepEqual(
+        rows.rows.map((row) => row.node_id),
+        ['after-outage', 'before-outage'],
+      );
       // The heartbeat sent during the outage reached the lease table once the store came back.
-      const lease = await waitFor('the held heartbeat to be flushed', async () => {
-        const result = await direct.query<{ renewed: boolean }>(
-          `SELECT l.last_heartbeat > r.registered_at AS renewed FROM node_leases l JOIN node_registrations r USING (namespace, node_id) WHERE node_id = 'before-outage'`,
-        );
-        return result.rows[0]?.renewed ? true : undefined;
-      }, 15_000);
+      const lease = await waitFor(
+        'the held heartbeat to be flushed',
+        async () => {
+          const result = await direct.query<{ renewed: boolean }>(
+            `SELECT l.last_heartbeat > r.registered_at AS renewed FROM node_leases l JOIN node_registrations r USING (namespace, node_id) WHERE node_id = 'before-outage'`,
+          );
+          return result.rows[0]?.renewed ? true : undefined;
+        },
+        15_000,
+      );
       assert.equal(lease, true);
     } finally {
       await direct.end();
@@ -80,7 +91,7 @@ describe('store outage', () => {
     const peer = await startTestServer({ database, config: { sweepIntervalMs: 30_000 } });
     try {
       assert.equal((await json(`${peer.url}/api/v1/nodes/register`, { body: { node_id: 'from-peer', hostname: 'p', role: 'outage' } })).status, 201);
-      await waitFor('the peer\'s write to reach this instance', async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
+      await waitFor("the peer's write to reach this instance", async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
     } finally {
       await peer.stop();
     }
@@ -113,10 +124,14 @@ describe('store outage under the Kafka intake', () => {
       for (const nodeId of during) assert.equal(await status(nodeId), 404, `${nodeId} is not shown before it is durable`);
 
       await proxy.listen();
-      await waitFor('every event of the outage written', async () => {
-        const codes = await Promise.all(during.map(status));
-        return codes.every((code) => code === 200) ? true : undefined;
-      }, 30_000);
+      await waitFor(
+        'every event of the outage written',
+        async () => {
+          const codes = await Promise.all(during.map(status));
+          return codes.every((code) => code === 200) ? true : undefined;
+        },
+        30_000,
+      );
       const direct = new pg.Client({ connectionString: database.url });
       await direct.connect();
       try {

@@ -80,14 +80,20 @@ describe('topology readers', () => {
   it('long-polls: returns at once when behind, waits for the next change, times out empty', async () => {
     const now = (await json<{ version: number }>(`${t.url}/api/v1/topology`)).body.version;
     const behind = await json<{ version: number; changes: Change[] }>(`${t.url}/api/v1/topology/changes?since=${now - 2}&wait=30s`);
-    assert.deepEqual(behind.body.changes.map((c) => c.version), [now - 1, now]);
+    assert.deepEqual(
+      behind.body.changes.map((c) => c.version),
+      [now - 1, now],
+    );
     const empty = await json<{ version: number; changes: Change[] }>(`${t.url}/api/v1/topology/changes?since=${now}&wait=200ms`);
     assert.deepEqual(empty.body, { version: now, changes: [] });
     const waiting = json<{ version: number; changes: Change[] }>(`${t.url}/api/v1/topology/changes?since=${now}&wait=20s`);
     await new Promise((resolve) => setTimeout(resolve, 100));
     await register(t.url, { node_id: 'poll-1', hostname: 'p', role: 'r' });
     const woke = await waiting;
-    assert.deepEqual(woke.body.changes.map((c) => [c.node_id, c.change_type, c.version]), [['poll-1', 'added', now + 1]]);
+    assert.deepEqual(
+      woke.body.changes.map((c) => [c.node_id, c.change_type, c.version]),
+      [['poll-1', 'added', now + 1]],
+    );
     assert.equal(woke.body.version, now + 1);
   });
 
@@ -97,7 +103,10 @@ describe('topology readers', () => {
     await register(t.url, { node_id: 'ns-default', hostname: 'p', role: 'r' });
     await register(t.url, { node_id: 'ns-lab', hostname: 'p', role: 'r', namespace: 'lab' });
     const woke = await waiting;
-    assert.deepEqual(woke.body.changes.map((c) => c.node_id), ['ns-lab']);
+    assert.deepEqual(
+      woke.body.changes.map((c) => c.node_id),
+      ['ns-lab'],
+    );
     assert.equal(woke.body.version, now + 2);
   });
 
@@ -118,8 +127,17 @@ describe('topology readers', () => {
     await json(`${t.url}/api/v1/nodes/sse-1?reason=graceful_shutdown`, { method: 'DELETE' });
     const events = (await streaming).filter((e) => e.event === 'change');
     const changes = events.map((e) => JSON.parse(e.data) as Change);
-    assert.deepEqual(changes.map((c) => [c.node_id, c.change_type, c.reason]), [['sse-1', 'added', 'registration'], ['sse-1', 'removed', 'graceful_shutdown']]);
-    assert.deepEqual(events.map((e) => Number(e.id)), [now + 1, now + 2]);
+    assert.deepEqual(
+      changes.map((c) => [c.node_id, c.change_type, c.reason]),
+      [
+        ['sse-1', 'added', 'registration'],
+        ['sse-1', 'removed', 'graceful_shutdown'],
+      ],
+    );
+    assert.deepEqual(
+      events.map((e) => Number(e.id)),
+      [now + 1, now + 2],
+    );
     const resumed = await readEvents(`${t.url}/api/v1/topology/stream`, { 'last-event-id': String(now + 1) }, (evts) => evts.some((e) => e.event === 'change'));
     const first = resumed.find((e) => e.event === 'change');
     assert.equal(Number(first?.id), now + 2);
@@ -133,14 +151,21 @@ describe('topology readers', () => {
       await new Promise((resolve) => setTimeout(resolve, 250));
       assert.equal((await json(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'lease-1' } })).status, 200, 'heartbeats keep it online past its TTL');
     }
-    const offline = await waitFor('lease expiry', async () => {
-      const node = await json<{ status: string; removal_reason: string }>(`${t.url}/api/v1/nodes/lease-1`);
-      return node.body.status === 'offline' ? node.body : undefined;
-    }, 8000);
+    const offline = await waitFor(
+      'lease expiry',
+      async () => {
+        const node = await json<{ status: string; removal_reason: string }>(`${t.url}/api/v1/nodes/lease-1`);
+        return node.body.status === 'offline' ? node.body : undefined;
+      },
+      8000,
+    );
     assert.equal(offline.removal_reason, 'lease_expired');
     const changes = await json<{ changes: Change[] }>(`${t.url}/api/v1/topology/changes?since=${since}`);
     const mine = changes.body.changes.filter((c) => c.node_id === 'lease-1');
-    assert.deepEqual(mine.map((c) => [c.change_type, c.reason]), [['removed', 'lease_expired']]);
+    assert.deepEqual(
+      mine.map((c) => [c.change_type, c.reason]),
+      [['removed', 'lease_expired']],
+    );
     const beat = await json<{ code: string }>(`${t.url}/api/v1/nodes/heartbeat`, { body: { node_id: 'lease-1' } });
     assert.equal(beat.status, 409);
     assert.equal(beat.body.code, 'REGISTRATION_REQUIRED');
@@ -156,9 +181,7 @@ describe('topology readers', () => {
       return { sum, count };
     };
     const before = await metric();
-    const responses = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => register(t.url, { node_id: `burst-${i}`, hostname: `b${i}`, role: 'burst' })),
-    );
+    const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => register(t.url, { node_id: `burst-${i}`, hostname: `b${i}`, role: 'burst' })));
     assert.ok(responses.every((r) => r.status === 201));
     const afterwards = await metric();
     // The sweeper may write meanwhile (an earlier test's short lease): at least the 200 went through.
@@ -210,36 +233,42 @@ describe('two instances on one database', () => {
     await database.drop();
   });
 
-  it('shows a registration made on one instance in the other\'s live view', async () => {
+  it("shows a registration made on one instance in the other's live view", async () => {
     await register(a.url, { node_id: 'shared-1', hostname: 's', role: 'r', labels: ['x'] });
-    const seen = await waitFor('replication to b', async () => {
-      const got = await json<{ labels: string[] }>(`${b.url}/api/v1/nodes/shared-1`);
-      return got.status === 200 ? got.body : undefined;
-    }, 3000);
+    const seen = await waitFor(
+      'replication to b',
+      async () => {
+        const got = await json<{ labels: string[] }>(`${b.url}/api/v1/nodes/shared-1`);
+        return got.status === 200 ? got.body : undefined;
+      },
+      3000,
+    );
     assert.deepEqual(seen.labels, ['x']);
     const va = (await json<{ version: number }>(`${a.url}/api/v1/topology`)).body.version;
     await waitFor('b at the same version', async () => ((await json<{ version: number }>(`${b.url}/api/v1/topology`)).body.version === va ? true : undefined), 3000);
   });
 
-  it('relays every change into each instance\'s own in-process bus, keeping no relay position in the store', async () => {
+  it("relays every change into each instance's own in-process bus, keeping no relay position in the store", async () => {
     const topic = topicNames(DEFAULT_TOPIC_PREFIX('dev')).topologyDiff;
     const received = { a: [] as number[], b: [] as number[] };
-    const subscriptions = await Promise.all((['a', 'b'] as const).map(async (which) => {
-      const server = which === 'a' ? a : b;
-      const subscription = await server.server.bus.subscribe({
-        group: `relay-test-${which}`,
-        topics: [topic],
-        start: 'latest',
-        handler: async (batch) => {
-          for (const message of batch) {
-            const diff = JSON.parse(message.value) as { payload: { changes: { node_id: string; version: number }[] } };
-            for (const change of diff.payload.changes) if (change.node_id === 'relayed-1') received[which].push(change.version);
-          }
-        },
-      });
-      await subscription.ready;
-      return subscription;
-    }));
+    const subscriptions = await Promise.all(
+      (['a', 'b'] as const).map(async (which) => {
+        const server = which === 'a' ? a : b;
+        const subscription = await server.server.bus.subscribe({
+          group: `relay-test-${which}`,
+          topics: [topic],
+          start: 'latest',
+          handler: async (batch) => {
+            for (const message of batch) {
+              const diff = JSON.parse(message.value) as { payload: { changes: { node_id: string; version: number }[] } };
+              for (const change of diff.payload.changes) if (change.node_id === 'relayed-1') received[which].push(change.version);
+            }
+          },
+        });
+        await subscription.ready;
+        return subscription;
+      }),
+    );
     try {
       const registered = await register(a.url, { node_id: 'relayed-1', hostname: 's', role: 'r' });
       const version = registered.body.topology_version;

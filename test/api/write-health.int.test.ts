@@ -51,11 +51,15 @@ describe('/health and failing writes', () => {
 
     await setReadOnly(true);
     // The first attempt may meet a connection that was just ended; then the store's own refusal comes.
-    const refused = await waitFor('a registration refused by the read-only store', async () => {
-      const response = await register('during');
-      assert.equal(response.status, 503, JSON.stringify(response.body));
-      return /read-only/.test(response.body.detail ?? '') ? response : undefined;
-    }, 15_000);
+    const refused = await waitFor(
+      'a registration refused by the read-only store',
+      async () => {
+        const response = await register('during');
+        assert.equal(response.status, 503, JSON.stringify(response.body));
+        return /read-only/.test(response.body.detail ?? '') ? response : undefined;
+      },
+      15_000,
+    );
     assert.equal(refused.body.code, 'STORE_UNAVAILABLE');
 
     const failing = await health();
@@ -68,20 +72,28 @@ describe('/health and failing writes', () => {
 
     // Writes taken again, and no client writes: /health finds out by itself.
     await setReadOnly(false);
-    const recovered = await waitFor('/health to recover', async () => {
-      const response = await health();
-      return response.status === 200 ? response : undefined;
-    }, 30_000);
+    const recovered = await waitFor(
+      '/health to recover',
+      async () => {
+        const response = await health();
+        return response.status === 200 ? response : undefined;
+      },
+      30_000,
+    );
     assert.equal(recovered.body.checks.writes.status, 'healthy');
     assert.equal((await register('after')).status, 201);
   });
 
   it('notices writes failing while no client writes', async () => {
     await setReadOnly(true);
-    const failing = await waitFor('/health to notice the read-only store', async () => {
-      const response = await health();
-      return response.status === 503 ? response : undefined;
-    }, 30_000);
+    const failing = await waitFor(
+      '/health to notice the read-only store',
+      async () => {
+        const response = await health();
+        return response.status === 503 ? response : undefined;
+      },
+      30_000,
+    );
     assert.equal(failing.body.checks.store.status, 'healthy');
     assert.equal(failing.body.checks.writes.status, 'unhealthy');
     assert.match(failing.body.checks.writes.last_error?.message ?? '', /read-only/);
@@ -95,10 +107,14 @@ describe('/health and failing writes', () => {
     try {
       await stuck.query('BEGIN');
       await stuck.query('SELECT version FROM topology_state WHERE id = 1 FOR UPDATE');
-      const failing = await waitFor('/health to notice the held lock', async () => {
-        const response = await health();
-        return response.status === 503 ? response : undefined;
-      }, 30_000);
+      const failing = await waitFor(
+        '/health to notice the held lock',
+        async () => {
+          const response = await health();
+          return response.status === 503 ? response : undefined;
+        },
+        30_000,
+      );
       assert.equal(failing.body.checks.store.status, 'healthy');
       assert.equal(failing.body.checks.writes.status, 'unhealthy');
       assert.match(failing.body.checks.writes.last_error?.message ?? '', /lock timeout/);

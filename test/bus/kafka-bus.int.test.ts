@@ -6,12 +6,16 @@ import { KAFKA_BROKERS, requireKafka, testName } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
 import { busContract } from './bus.contract.js';
 
-busContract('kafka bus', async () => {
-  await requireKafka();
-  const bus = new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: 'rollcall-test', logger: testLogger, maxWaitMs: 200 });
-  await bus.connect();
-  return bus;
-});
+busContract(
+  'kafka bus',
+  async () => {
+    await requireKafka();
+    const bus = new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: 'rollcall-test', logger: testLogger, maxWaitMs: 200 });
+    await bus.connect();
+    return bus;
+  },
+  testName,
+);
 
 // Instances starting side by side create their topics at the same moment; a KRaft broker answers
 // UNKNOWN_TOPIC_OR_PARTITION for a moment after creating one. ensureTopics returns only once every
@@ -23,16 +27,18 @@ test('kafka bus: several instances create their topics at once, and each topic s
   const names: string[] = [];
   try {
     // allSettled: every bus is done with its topics before any is closed, also when one failed.
-    const outcomes = await Promise.allSettled(buses.map(async (bus, i) => {
-      for (let round = 0; round < 3; round++) {
-        // Each round: topics of this bus alone, and topics every bus asks for.
-        const own = Array.from({ length: 12 }, (_, n) => ({ name: `${run}.${i}.${round}.${n}`, partitions: n % 2 === 0 ? 1 : 3 }));
-        const shared = Array.from({ length: 3 }, (_, n) => ({ name: `${run}.shared.${round}.${n}`, partitions: 2 }));
-        await bus.ensureTopics([...own, ...shared]);
-        names.push(...own.map((topic) => topic.name));
-        for (const topic of [...own, ...shared]) await bus.publish(topic.name, [{ key: 'k', value: String(round) }]);
-      }
-    }));
+    const outcomes = await Promise.allSettled(
+      buses.map(async (bus, i) => {
+        for (let round = 0; round < 3; round++) {
+          // Each round: topics of this bus alone, and topics every bus asks for.
+          const own = Array.from({ length: 12 }, (_, n) => ({ name: `${run}.${i}.${round}.${n}`, partitions: n % 2 === 0 ? 1 : 3 }));
+          const shared = Array.from({ length: 3 }, (_, n) => ({ name: `${run}.shared.${round}.${n}`, partitions: 2 }));
+          await bus.ensureTopics([...own, ...shared]);
+          names.push(...own.map((topic) => topic.name));
+          for (const topic of [...own, ...shared]) await bus.publish(topic.name, [{ key: 'k', value: String(round) }]);
+        }
+      }),
+    );
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     const admin = new Kafka({ brokers: KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING }).admin();
     await admin.connect();

@@ -84,7 +84,14 @@ describe('TopologyFollower', () => {
     const first = await publishDiff(start, [a]);
     const last = await publishDiff(first, [b, c]);
     await follower.waitForVersion(last, 5000);
-    assert.deepEqual(changes.map((change) => [change.node_id, change.change_type]), [['order-a', 'added'], ['order-b', 'added'], ['order-a', 'updated']]);
+    assert.deepEqual(
+      changes.map((change) => [change.node_id, change.change_type]),
+      [
+        ['order-a', 'added'],
+        ['order-b', 'added'],
+        ['order-a', 'updated'],
+      ],
+    );
     assert.deepEqual(follower.nodes.get(followerKey(NS, 'order-a'))?.capabilities, { gpu: true });
     assert.ok(follower.nodes.has(followerKey(NS, 'order-b')));
 
@@ -95,7 +102,10 @@ describe('TopologyFollower', () => {
     const d = await register('order-d');
     const next = await publishDiff(first, [b, c, d]);
     await follower.waitForVersion(next, 5000);
-    assert.deepEqual(changes.map((change) => change.node_id), ['order-d']);
+    assert.deepEqual(
+      changes.map((change) => change.node_id),
+      ['order-d'],
+    );
     assert.equal(follower.version, next);
     assert.equal(resyncs.length, 0);
   });
@@ -148,7 +158,10 @@ describe('TopologyFollower', () => {
     const gone = await deregister('gap-1');
     await follower.waitForVersion(await publishDiff(from, [gone]), 5000);
     assert.equal(follower.nodes.has(followerKey(NS, 'gap-1')), false);
-    assert.deepEqual(changes.map((change) => [change.node_id, change.change_type]), [['gap-1', 'removed']]);
+    assert.deepEqual(
+      changes.map((change) => [change.node_id, change.change_type]),
+      [['gap-1', 'removed']],
+    );
     assert.equal(resyncs.length, 1);
   });
 

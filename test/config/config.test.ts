@@ -44,7 +44,15 @@ describe('configuration', () => {
 
   it('honours the seeds variables', () => {
     const config = loadConfig({
-      env: { POSTGRES_HOST: 'db.internal', POSTGRES_PORT: '6543', POSTGRES_DB: 'omninode_bridge', POSTGRES_USER: 'bridge', POSTGRES_PASSWORD: 'p@ss/word', NODE_TTL_HOURS: '48', CLEANUP_INTERVAL_HOURS: '2' },
+      env: {
+        POSTGRES_HOST: 'db.internal',
+        POSTGRES_PORT: '6543',
+        POSTGRES_DB: 'omninode_bridge',
+        POSTGRES_USER: 'bridge',
+        POSTGRES_PASSWORD: 'p@ss/word',
+        NODE_TTL_HOURS: '48',
+        CLEANUP_INTERVAL_HOURS: '2',
+      },
     });
     const url = new URL(config.databaseUrl as string);
     assert.equal(url.hostname, 'db.internal');
@@ -57,7 +65,7 @@ describe('configuration', () => {
     assert.equal(loadConfig({ env: { POSTGRES_HOST: 'x', DATABASE_URL: 'postgres://a@b/c' } }).databaseUrl, 'postgres://a@b/c');
   });
 
-  it('honours the seeds\' Kafka variables: broker URL and the environment as topic prefix', () => {
+  it("honours the seeds' Kafka variables: broker URL and the environment as topic prefix", () => {
     const embedded = loadConfig({ env: {} });
     assert.equal(embedded.kafkaBrokers, undefined, 'no Kafka unless asked: the in-process bus');
     assert.equal(topicNames(topicPrefixOf(embedded)).introspection, 'dev.omninode_bridge.onex.evt.node-introspection.v1');

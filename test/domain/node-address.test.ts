@@ -1,7 +1,7 @@
 // Where a node is reached: service addresses for DNS and scrape targets for Prometheus discovery.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { instanceOf, parseServiceDefinition, registrationOf } from '../../src/api/consul-model.js';
+import { instanceOf, parseServiceDefinition, registrationOf } from '../../src/api/consul/consul-model.js';
 import { parseIntrospection } from '../../src/domain/introspection.js';
 import type { JsonObject } from '../../src/domain/json.js';
 import { announcedAddress, hostPort, ipv4Of, nodeHost, scrapeTarget, serviceAddress } from '../../src/domain/node-address.js';
@@ -26,7 +26,11 @@ function introspected(payload: JsonObject): NodeRecord {
 
 describe('serviceAddress', () => {
   it('prefers api, then health, then metrics', () => {
-    assert.deepEqual(serviceAddress(node({ endpoints: { metrics: 'http://10.0.0.1:9100/m', health: 'http://10.0.0.1:8081/h', api: 'http://10.0.0.1:8080' } })), { host: '10.0.0.1', port: 8080, source: 'api' });
+    assert.deepEqual(serviceAddress(node({ endpoints: { metrics: 'http://10.0.0.1:9100/m', health: 'http://10.0.0.1:8081/h', api: 'http://10.0.0.1:8080' } })), {
+      host: '10.0.0.1',
+      port: 8080,
+      source: 'api',
+    });
     assert.deepEqual(serviceAddress(node({ endpoints: { metrics: 'http://10.0.0.1:9100/m', health: 'https://svc.example/h' } })), { host: 'svc.example', port: 443, source: 'health' });
   });
 
@@ -52,7 +56,12 @@ describe('serviceAddress', () => {
 describe('scrapeTarget', () => {
   it('reads scheme, path and parameters from a metrics URL', () => {
     assert.deepEqual(scrapeTarget(node({ endpoints: { metrics: 'https://[::1]:9400/x/metrics?a=1&b=2', api: 'http://10.0.0.1:1' } })), {
-      host: '::1', port: 9400, source: 'metrics', scheme: 'https', metricsPath: '/x/metrics', params: { a: '1', b: '2' },
+      host: '::1',
+      port: 9400,
+      source: 'metrics',
+      scheme: 'https',
+      metricsPath: '/x/metrics',
+      params: { a: '1', b: '2' },
     });
   });
 
@@ -73,12 +82,12 @@ describe('hostPort and ipv4Of', () => {
   });
 });
 
-describe('the Consul door\'s shape', () => {
+describe("the Consul door's shape", () => {
   const consulNode = (definition: Record<string, unknown>): NodeRecord => {
     return stored(registrationOf(parseServiceDefinition(definition), { namespace: 'default', agent: 'rollcall', defaultLeaseTtlMs: 60_000, existing: undefined }));
   };
 
-  it('takes the definition\'s Address and Port as the service address, before an HTTP check\'s URL', () => {
+  it("takes the definition's Address and Port as the service address, before an HTTP check's URL", () => {
     const node = consulNode({ Name: 'web', Address: '10.0.0.5', Port: 8080, Check: { HTTP: 'http://10.0.0.5:9000/health', Interval: '10s' } });
     assert.deepEqual(serviceAddress(node), { host: '10.0.0.5', port: 8080, source: 'service' });
     assert.deepEqual(scrapeTarget(node), { host: '10.0.0.5', port: 8080, source: 'service', scheme: null, metricsPath: null, params: {} });
@@ -86,7 +95,7 @@ describe('the Consul door\'s shape', () => {
     assert.equal(nodeHost(node), '10.0.0.5');
   });
 
-  it('places a service without an Address at the agent\'s loopback address, as its node', () => {
+  it("places a service without an Address at the agent's loopback address, as its node", () => {
     const node = consulNode({ Name: 'cache', Port: 6379 });
     assert.deepEqual(serviceAddress(node), { host: '127.0.0.1', port: 6379, source: 'service' });
     assert.equal(ipv4Of(node), '127.0.0.1');
@@ -116,9 +125,14 @@ describe('one answer per door on every surface', () => {
     { door: 'introspection, metrics URL only', node: introspected({ node_id: 'i-2', node_type: 'svc', endpoints: { metrics: 'http://10.0.1.4:9104/metrics' } }), expected: '10.0.1.4:9104' },
     {
       door: 'Consul agent register, HTTP check on another port',
-      node: stored(registrationOf(parseServiceDefinition({ Name: 'svc', ID: 'c-1', Address: '10.0.1.5', Port: 8105, Check: { HTTP: 'http://10.0.1.5:9105/h', Interval: '10s' } }), {
-        namespace: 'default', agent: 'rollcall', defaultLeaseTtlMs: 60_000, existing: undefined,
-      })),
+      node: stored(
+        registrationOf(parseServiceDefinition({ Name: 'svc', ID: 'c-1', Address: '10.0.1.5', Port: 8105, Check: { HTTP: 'http://10.0.1.5:9105/h', Interval: '10s' } }), {
+          namespace: 'default',
+          agent: 'rollcall',
+          defaultLeaseTtlMs: 60_000,
+          existing: undefined,
+        }),
+      ),
       expected: '10.0.1.5:8105',
     },
   ];

@@ -39,12 +39,19 @@ describe('JSON helpers', () => {
     const reversed = (value: unknown): unknown => {
       if (Array.isArray(value)) return value.map(reversed);
       if (value === null || typeof value !== 'object') return value;
-      return Object.fromEntries(Object.entries(value).reverse().map(([key, item]) => [key, reversed(item)]));
+      return Object.fromEntries(
+        Object.entries(value)
+          .reverse()
+          .map(([key, item]) => [key, reversed(item)]),
+      );
     };
-    fc.assert(fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
-      assert.equal(jsonEqual(a, b), canonicalJson(a) === canonicalJson(b));
-      assert.ok(jsonEqual(a, reversed(a)));
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
+        assert.equal(jsonEqual(a, b), canonicalJson(a) === canonicalJson(b));
+        assert.ok(jsonEqual(a, reversed(a)));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('matches containment as PostgreSQL jsonb @> does', () => {

@@ -52,26 +52,38 @@ describe('unstorable text', () => {
   });
 
   it('refuses with VALIDATION_FAILED naming the field under its root', () => {
-    assert.throws(() => assertStorableText({ models: ['a', 'b\u0000'] }, 'capabilities'), (error: unknown) => {
-      assert.ok(isRollcallError(error));
-      assert.equal(error.code, 'VALIDATION_FAILED');
-      assert.equal(error.status, 400);
-      assert.deepEqual(error.details, { field: 'capabilities.models[1]', reason: 'nul_character' });
-      assert.match(error.message, /^Field capabilities\.models\[1\] contains a NUL character/);
-      return true;
-    });
-    assert.throws(() => assertStorableText({ '\uD800': 1 }, 'metadata'), (error: unknown) => isRollcallError(error) && error.details?.key === true && error.details.field === 'metadata["\\ud800"]');
+    assert.throws(
+      () => assertStorableText({ models: ['a', 'b\u0000'] }, 'capabilities'),
+      (error: unknown) => {
+        assert.ok(isRollcallError(error));
+        assert.equal(error.code, 'VALIDATION_FAILED');
+        assert.equal(error.status, 400);
+        assert.deepEqual(error.details, { field: 'capabilities.models[1]', reason: 'nul_character' });
+        assert.match(error.message, /^Field capabilities\.models\[1\] contains a NUL character/);
+        return true;
+      },
+    );
+    assert.throws(
+      () => assertStorableText({ '\uD800': 1 }, 'metadata'),
+      (error: unknown) => isRollcallError(error) && error.details?.key === true && error.details.field === 'metadata["\\ud800"]',
+    );
     assert.doesNotThrow(() => assertStorableText({ fine: ['😀', 1, null, { x: '\\u0000' }] }, 'metadata'));
   });
 
   it('agrees with a JSON round trip through what PostgreSQL can hold', () => {
     // Any string is storable exactly when it has no NUL and is well-formed UTF-16 (it encodes as UTF-8 and back).
-    const unit = fc.oneof(fc.constantFrom('\u0000', '\uD800', '\uDBFF', '\uDC00', '\uDFFF', '😀', 'a'), fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)));
-    fc.assert(fc.property(fc.array(unit, { maxLength: 8 }), (units) => {
-      const text = units.join('');
-      const wellFormed = Buffer.from(text, 'utf8').toString('utf8') === text;
-      assert.equal(unstorableKindOf(text) === null, wellFormed && !text.includes('\u0000'), JSON.stringify(text));
-    }), { numRuns: 1000 });
+    const unit = fc.oneof(
+      fc.constantFrom('\u0000', '\uD800', '\uDBFF', '\uDC00', '\uDFFF', '😀', 'a'),
+      fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
+    );
+    fc.assert(
+      fc.property(fc.array(unit, { maxLength: 8 }), (units) => {
+        const text = units.join('');
+        const wellFormed = Buffer.from(text, 'utf8').toString('utf8') === text;
+        assert.equal(unstorableKindOf(text) === null, wellFormed && !text.includes('\u0000'), JSON.stringify(text));
+      }),
+      { numRuns: 1000 },
+    );
   });
 
   it('replaces unstorable characters where a record must never be refused', () => {

@@ -92,8 +92,22 @@ async function serve(port: number): Promise<Server> {
 
 async function joinNode(server: Server, nodeIdFile: string, extra: string[] = []): Promise<{ proc: CliProcess; nodeId: string }> {
   const proc = spawnCli([
-    'join', '--registry-url', server.url, '--role', 'worker', '--labels', 'gpu,zone-a',
-    '--ttl', '2', '--interval', '0.5', '--node-id-file', nodeIdFile, '--log-level', 'warn', ...extra,
+    'join',
+    '--registry-url',
+    server.url,
+    '--role',
+    'worker',
+    '--labels',
+    'gpu,zone-a',
+    '--ttl',
+    '2',
+    '--interval',
+    '0.5',
+    '--node-id-file',
+    nodeIdFile,
+    '--log-level',
+    'warn',
+    ...extra,
   ]);
   const match = await proc.waitForLine('stdout', /^joined (\S+) as (\S+)$/);
   assert.equal(match[1], server.url);
@@ -197,7 +211,10 @@ describe('rollcall serve, join and demo on one PostgreSQL database', () => {
     assert.equal((await readFile(nodeIdFile, 'utf8')).trim(), first.nodeId);
     // No restart made a second node for this machine.
     const sameHost = (await listNodes(server, 'role=worker')).filter((node) => node.hostname === 'e2e-restart-host');
-    assert.deepEqual(sameHost.map((node) => node.node_id), [first.nodeId]);
+    assert.deepEqual(
+      sameHost.map((node) => node.node_id),
+      [first.nodeId],
+    );
 
     third.proc.kill('SIGTERM');
     assert.deepEqual(await third.proc.waitForExit(), { code: 0, signal: null });
@@ -209,11 +226,15 @@ describe('rollcall serve, join and demo on one PostgreSQL database', () => {
     assert.equal((await proc.waitForExit()).signal, 'SIGKILL');
     assert.equal((await getNode(server, nodeId)).status, 'online', 'the lease still runs right after the kill');
 
-    const gone = await pollUntil(() => getNode(server, nodeId), (node) => node.status !== 'online', {
-      timeoutMs: 15_000,
-      intervalMs: 100,
-      what: `${nodeId} to leave`,
-    });
+    const gone = await pollUntil(
+      () => getNode(server, nodeId),
+      (node) => node.status !== 'online',
+      {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        what: `${nodeId} to leave`,
+      },
+    );
     assert.equal(gone.status, 'offline');
     assert.equal(gone.removal_reason, 'lease_expired');
     assert.ok(gone.removed_at !== null);
@@ -250,10 +271,14 @@ describe('rollcall serve, join and demo on one PostgreSQL database', () => {
     }
     // A node the demo crashed on purpose sent no tombstone: its lease lapses instead.
     for (const nodeId of crashed) {
-      const node = await pollUntil(() => getNode(server, nodeId, 'demo'), (n) => n.status !== 'online', {
-        timeoutMs: 10_000,
-        what: `crashed demo node ${nodeId} to leave`,
-      });
+      const node = await pollUntil(
+        () => getNode(server, nodeId, 'demo'),
+        (n) => n.status !== 'online',
+        {
+          timeoutMs: 10_000,
+          what: `crashed demo node ${nodeId} to leave`,
+        },
+      );
       assert.deepEqual([node.status, node.removal_reason], ['offline', 'lease_expired']);
     }
   });
@@ -264,7 +289,8 @@ describe('rollcall serve, join and demo on one PostgreSQL database', () => {
       Array.from({ length: 50 }, (_, i) =>
         getJson<{ node_id: string; outcome: string }>(`${server.url}/api/v1/nodes/register`, {
           body: { hostname: `durable-${i}`, role, labels: ['durable'] },
-        })),
+        }),
+      ),
     );
     for (const response of responses) assert.equal(response.status, 201, JSON.stringify(response.body));
     const acknowledged = responses.map((response) => response.body.node_id).sort();
@@ -286,7 +312,10 @@ describe('rollcall serve, join and demo on one PostgreSQL database', () => {
   it('the registry registers itself and leaves with graceful_shutdown when stopped with SIGTERM', TEST_TIMEOUT, async () => {
     const oldId = registryIdFor(server.port);
     const registered = await listNodes(server, 'node_type=registry');
-    assert.deepEqual(registered.map((node) => [node.node_id, node.status, node.role]), [[oldId, 'online', 'registry']]);
+    assert.deepEqual(
+      registered.map((node) => [node.node_id, node.status, node.role]),
+      [[oldId, 'online', 'registry']],
+    );
     assert.equal((registered[0] as ApiNode).endpoints.api, server.url);
 
     server.proc.kill('SIGTERM');

@@ -44,10 +44,13 @@ function escaped(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rollcall-owner-'));
-  server = await serve();
-}, { timeout: (SERVE_START_MS + 10_000) * PATIENCE });
+before(
+  async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rollcall-owner-'));
+    server = await serve();
+  },
+  { timeout: (SERVE_START_MS + 10_000) * PATIENCE },
+);
 after(async () => {
   await killAllCli();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -93,7 +96,10 @@ describe('one owner per embedded data folder', () => {
     const listed = await runCli(['key', 'list', '--json', '--data-dir', dataDir()], { env: { ROLLCALL_API_KEY: adminKey }, timeoutMs: 15_000 });
     assert.equal(listed.code, 0, listed.stderr);
     const keys = JSON.parse(listed.stdout) as Array<{ id: string; name: string | null }>;
-    assert.deepEqual(keys.map((key) => [key.id, key.name]), [[adminKey.split('_')[1], 'ops']]);
+    assert.deepEqual(
+      keys.map((key) => [key.id, key.name]),
+      [[adminKey.split('_')[1], 'ops']],
+    );
 
     // A second key through the API, then revoked through it: refused by the server at once.
     const reader = await runCli(['key', 'create', '--scope', 'nodes:read', '--namespace', 'default', '--data-dir', dataDir(), '--api-key', adminKey], { timeoutMs: 15_000 });
@@ -105,18 +111,20 @@ describe('one owner per embedded data folder', () => {
     assert.equal((await fetch(`${url}/api/v1/nodes`, { headers: { authorization: `Bearer ${readerKey}` } })).status, 401);
   });
 
-  it('a SIGKILLed owner\'s folder opens again (its stale lock taken over) with every acknowledged write', TEST_TIMEOUT, async () => {
+  it("a SIGKILLed owner's folder opens again (its stale lock taken over) with every acknowledged write", TEST_TIMEOUT, async () => {
     assert.ok(adminKey, 'the key test ran first');
     const headers = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
     const first = running();
-    const responses = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
-      const response = await fetch(`${first.url}/api/v1/nodes/register`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ node_id: `owned-${i}`, hostname: `h${i}`, role: 'owned' }),
-      });
-      return { status: response.status, body: (await response.json()) as { node_id: string; topology_version: number } };
-    }));
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const response = await fetch(`${first.url}/api/v1/nodes/register`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ node_id: `owned-${i}`, hostname: `h${i}`, role: 'owned' }),
+        });
+        return { status: response.status, body: (await response.json()) as { node_id: string; topology_version: number } };
+      }),
+    );
     for (const response of responses) assert.equal(response.status, 201, JSON.stringify(response.body));
     const versions = responses.map((response) => response.body.topology_version);
     assert.equal(new Set(versions).size, versions.length, 'each write has a version of its own');

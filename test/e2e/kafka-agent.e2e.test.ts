@@ -95,8 +95,22 @@ async function serve(plane: Plane, env: Record<string, string> = {}): Promise<Se
 
 async function joinNode(plane: Plane, nodeIdFile: string, extra: string[]): Promise<JoinedNode> {
   const proc = spawnCli([
-    'join', '--transport', 'kafka', '--brokers', KAFKA_BROKERS, '--topic-prefix', plane.prefix,
-    '--role', 'worker', '--labels', 'gpu,zone-a', '--node-id-file', nodeIdFile, '--log-level', 'warn', ...extra,
+    'join',
+    '--transport',
+    'kafka',
+    '--brokers',
+    KAFKA_BROKERS,
+    '--topic-prefix',
+    plane.prefix,
+    '--role',
+    'worker',
+    '--labels',
+    'gpu,zone-a',
+    '--node-id-file',
+    nodeIdFile,
+    '--log-level',
+    'warn',
+    ...extra,
   ]);
   const match = await proc.waitForLine('stdout', /^joined (\S+) as (\S+)$/, 15_000);
   assert.equal(match[1], `kafka://${KAFKA_BROKERS}/${plane.prefix}`);
@@ -148,9 +162,7 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     const nodeIdFile = scratch('worker/node_id');
     await mkdir(scratch('worker'), { recursive: true });
     await writeFile(capabilitiesFile(), JSON.stringify({ gpu: true, slots: 2 }));
-    worker = await joinNode(plane, nodeIdFile, [
-      '--node-type', 'gpu-worker', '--hostname', 'e2e-kafka-host', '--ttl', '4', '--interval', '1', '--capabilities-file', capabilitiesFile(),
-    ]);
+    worker = await joinNode(plane, nodeIdFile, ['--node-type', 'gpu-worker', '--hostname', 'e2e-kafka-host', '--ttl', '4', '--interval', '1', '--capabilities-file', capabilitiesFile()]);
     assert.match(worker.nodeId, /^node-[0-9a-f-]{36}$/);
     assert.equal((await readFile(nodeIdFile, 'utf8')).trim(), worker.nodeId);
 
@@ -182,7 +194,10 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     // Heartbeats every second: one older than the lease would have let the node expire.
     assert.ok(Date.now() - Date.parse(latest) < 4000, `last heartbeat ${latest} is stale`);
     // A heartbeat renews the lease; it is no change of the topology.
-    assert.deepEqual(changesOf(worker.nodeId).map((change) => change.change_type), ['added']);
+    assert.deepEqual(
+      changesOf(worker.nodeId).map((change) => change.change_type),
+      ['added'],
+    );
   });
 
   it('a capability change (SIGHUP re-reads the capabilities file) arrives as updated, naming the changed field', TEST_TIMEOUT, async () => {
@@ -204,7 +219,10 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     assert.equal(removed.reason, 'graceful_shutdown');
     assert.equal(removed.removal_reason, 'graceful_shutdown');
     assert.equal(removed.node.status, 'removed');
-    assert.deepEqual(changesOf(worker.nodeId).map((change) => change.change_type), ['added', 'updated', 'removed']);
+    assert.deepEqual(
+      changesOf(worker.nodeId).map((change) => change.change_type),
+      ['added', 'updated', 'removed'],
+    );
     assert.equal((await getNode(server, worker.nodeId)).status, 'removed');
   });
 
@@ -223,10 +241,13 @@ describe('a Kafka node agent, the registry and a diff-stream follower in three p
     assert.ok(removedAt !== null);
     const silentMs = Date.parse(removedAt) - Date.parse(lastHeartbeat);
     assert.ok(silentMs >= 2000, `offline ${silentMs} ms after the last heartbeat`);
-    assert.deepEqual(changesOf(crashed.nodeId).map((change) => change.change_type), ['added', 'removed']);
+    assert.deepEqual(
+      changesOf(crashed.nodeId).map((change) => change.change_type),
+      ['added', 'removed'],
+    );
   });
 
-  it('the follower saw every version once, in order and without gaps: the registry\'s own log', TEST_TIMEOUT, async () => {
+  it("the follower saw every version once, in order and without gaps: the registry's own log", TEST_TIMEOUT, async () => {
     const log = await changesSince(server, startVersion);
     const last = log.at(-1);
     assert.ok(last, 'the registry logged changes');
@@ -269,7 +290,7 @@ describe('a registry started after the Kafka node agent', () => {
         }
       },
     });
-    await pollUntil(async () => skipped, Boolean, { timeoutMs: 15_000, what: 'the startup announcement to be consumed by the registry\'s group' });
+    await pollUntil(async () => skipped, Boolean, { timeoutMs: 15_000, what: "the startup announcement to be consumed by the registry's group" });
     await skipper.close();
 
     const server = await serve(plane);
@@ -280,28 +301,43 @@ describe('a registry started after the Kafka node agent', () => {
     );
     assert.deepEqual([record.node_type, record.role, record.labels], ['worker', 'worker', ['gpu', 'zone-a']]);
     const changes = (await changesSince(server, 0)).filter((change) => change.node_id === node.nodeId);
-    assert.deepEqual(changes.map((change) => [change.change_type, change.reason]), [['added', 'registry_request']]);
+    assert.deepEqual(
+      changes.map((change) => [change.change_type, change.reason]),
+      [['added', 'registry_request']],
+    );
     assert.equal(node.proc.exit, null, 'the node kept running');
 
     node.proc.kill('SIGTERM');
     assert.deepEqual(await node.proc.waitForExit(), { code: 0, signal: null });
-    await pollUntil(() => getNode(server, node.nodeId), (found) => found.status === 'removed', { timeoutMs: 10_000, what: `${node.nodeId} to be removed` });
+    await pollUntil(
+      () => getNode(server, node.nodeId),
+      (found) => found.status === 'removed',
+      { timeoutMs: 10_000, what: `${node.nodeId} to be removed` },
+    );
   });
 });
 
 describe('rollcall join --transport kafka --namespace-topics', () => {
-  it('announces through its namespace\'s own topics, and leaves through them', TEST_TIMEOUT, async () => {
+  it("announces through its namespace's own topics, and leaves through them", TEST_TIMEOUT, async () => {
     const plane = await newPlane();
     const server = await serve(plane, { ROLLCALL_KAFKA_NAMESPACE_TOPICS: 'team-a' });
     try {
       // The registry refuses team-a's events on the shared topics, so a registration proves the node used team-a's.
       const node = await joinNode(plane, scratch('ns-topics/node_id'), ['--namespace', 'team-a', '--namespace-topics', '--ttl', '60']);
       const url = (id: string): string => `${server.url}/api/v1/nodes/${encodeURIComponent(id)}?namespace=team-a`;
-      const online = await pollUntil(() => getJson<NodeRecord>(url(node.nodeId)), (found) => found.status === 200 && found.body.status === 'online', { timeoutMs: 15_000, what: `${node.nodeId} online in team-a` });
+      const online = await pollUntil(
+        () => getJson<NodeRecord>(url(node.nodeId)),
+        (found) => found.status === 200 && found.body.status === 'online',
+        { timeoutMs: 15_000, what: `${node.nodeId} online in team-a` },
+      );
       assert.equal(online.body.namespace, 'team-a');
       node.proc.kill('SIGTERM');
       assert.deepEqual(await node.proc.waitForExit(), { code: 0, signal: null });
-      const removed = await pollUntil(() => getJson<NodeRecord>(url(node.nodeId)), (found) => found.body.status === 'removed', { timeoutMs: 10_000, what: `${node.nodeId} removed` });
+      const removed = await pollUntil(
+        () => getJson<NodeRecord>(url(node.nodeId)),
+        (found) => found.body.status === 'removed',
+        { timeoutMs: 10_000, what: `${node.nodeId} removed` },
+      );
       assert.equal(removed.body.removal_reason, 'graceful_shutdown');
     } finally {
       server.proc.kill('SIGTERM');
@@ -322,7 +358,9 @@ describe('rollcall join --transport kafka --namespace-topics', () => {
 describe('rollcall join --transport kafka without Kafka', () => {
   it('fails with exit code 1 and says which brokers did not answer', TEST_TIMEOUT, async () => {
     const brokers = `127.0.0.1:${await freePort()}`;
-    const result = await runCli(['join', '--transport', 'kafka', '--brokers', brokers, '--role', 'worker', '--node-id-file', scratch('nokafka/node_id'), '--log-level', 'silent'], { timeoutMs: 25_000 });
+    const result = await runCli(['join', '--transport', 'kafka', '--brokers', brokers, '--role', 'worker', '--node-id-file', scratch('nokafka/node_id'), '--log-level', 'silent'], {
+      timeoutMs: 25_000,
+    });
     assert.deepEqual([result.code, result.signal], [1, null]);
     assert.match(result.stderr, new RegExp(`^rollcall: BUS_UNAVAILABLE: Kafka at ${brokers.replace(/\./g, '\\.')} does not answer`, 'm'));
     assert.doesNotMatch(result.stdout, /joined/);

@@ -45,9 +45,7 @@ async function listNamespace(server: Server): Promise<NodeRecord[]> {
   const nodes: NodeRecord[] = [];
   let cursor: string | null = null;
   do {
-    const page: { nodes: NodeRecord[]; next_cursor: string | null } = await getJson(
-      `${server.url}/api/v1/nodes?namespace=${NAMESPACE}&limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`,
-    );
+    const page: { nodes: NodeRecord[]; next_cursor: string | null } = await getJson(`${server.url}/api/v1/nodes?namespace=${NAMESPACE}&limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`);
     nodes.push(...page.nodes);
     cursor = page.next_cursor;
   } while (cursor !== null);
@@ -163,7 +161,11 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
       }
     })();
 
-    await pollUntil(() => version(first), (current) => current - baseline >= KILL_AFTER, { timeoutMs: 20_000, intervalMs: 20, what: `${KILL_AFTER} registrations` });
+    await pollUntil(
+      () => version(first),
+      (current) => current - baseline >= KILL_AFTER,
+      { timeoutMs: 20_000, intervalMs: 20, what: `${KILL_AFTER} registrations` },
+    );
     first.proc.kill('SIGKILL');
     const producedAtKill = produced;
     assert.equal((await first.proc.waitForExit()).signal, 'SIGKILL');
@@ -177,11 +179,15 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
     const restarted = await serve();
     second = restarted;
     // The killed member holds its partitions until its session times out (10 s); then the backlog drains.
-    const nodes = await pollUntil(() => listNamespace(restarted), (list) => list.length >= TOTAL, {
-      timeoutMs: 30_000,
-      intervalMs: 250,
-      what: `${TOTAL} nodes after the restart`,
-    });
+    const nodes = await pollUntil(
+      () => listNamespace(restarted),
+      (list) => list.length >= TOTAL,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        what: `${TOTAL} nodes after the restart`,
+      },
+    );
 
     const expected = Array.from({ length: TOTAL }, (_, index) => `burst-${String(index).padStart(4, '0')}`);
     assert.equal(nodes.length, TOTAL);
@@ -210,7 +216,11 @@ describe('a registry killed with SIGKILL in the middle of a burst of Kafka regis
     }
 
     const third = await serve();
-    await pollUntil(() => unchangedRegistrations(third), (replayed) => replayed >= TOTAL, { timeoutMs: 20_000, intervalMs: 200, what: `${TOTAL} replayed announcements` });
+    await pollUntil(
+      () => unchangedRegistrations(third),
+      (replayed) => replayed >= TOTAL,
+      { timeoutMs: 20_000, intervalMs: 200, what: `${TOTAL} replayed announcements` },
+    );
     assert.equal(await unchangedRegistrations(third), TOTAL);
     await assertOneAddedChangeEach(third);
   });

@@ -60,13 +60,16 @@ describe('README examples', () => {
   /** node_ids of the nodes the README's own examples registered. */
   const readmeNodes: string[] = [];
 
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'rollcall-readme-'));
-    shell = await createShell();
-    const port = await freePort();
-    const server = spawnCli(['serve', '--data-dir', join(dir, 'data'), '--port', String(port)]);
-    url = (await server.waitForLine('stderr', /serving (http:\/\/\S+)/, 120_000))[1] as string;
-  }, { timeout: 180_000 });
+  before(
+    async () => {
+      dir = await mkdtemp(join(tmpdir(), 'rollcall-readme-'));
+      shell = await createShell();
+      const port = await freePort();
+      const server = spawnCli(['serve', '--data-dir', join(dir, 'data'), '--port', String(port)]);
+      url = (await server.waitForLine('stderr', /serving (http:\/\/\S+)/, 120_000))[1] as string;
+    },
+    { timeout: 180_000 },
+  );
   after(async () => {
     await shell.close();
     await killAllCli();
@@ -105,7 +108,10 @@ describe('README examples', () => {
       } else if (/\/api\/v1\/nodes(\?|'|\s|$)/.test(command)) {
         // A query is shown to find the example's nodes: it must return at least one of them.
         const found = (body.nodes as ApiNode[]).map((node) => node.node_id);
-        assert.ok(found.some((nodeId) => readmeNodes.includes(nodeId)), `$ ${command}\nfound none of the README's nodes (${readmeNodes.join(', ')}): ${line.stdout}`);
+        assert.ok(
+          found.some((nodeId) => readmeNodes.includes(nodeId)),
+          `$ ${command}\nfound none of the README's nodes (${readmeNodes.join(', ')}): ${line.stdout}`,
+        );
       }
     }
     assert.ok(readmeNodes.length >= 2, `the examples registered ${readmeNodes.length} nodes`);

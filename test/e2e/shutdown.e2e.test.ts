@@ -61,7 +61,11 @@ describe('stopping with watchers open', () => {
     const queries = Array.from({ length: 70 }, () => answered(fetch(`${url}/v1/catalog/services?ns=nobody&index=${index}&wait=10m`)));
     const streams = Array.from({ length: 60 }, () => answered(fetch(`${url}/api/v1/topology/stream`)));
     await pollUntil(
-      async () => [await metric(url, 'rollcall_topology_watchers', '{kind="long_poll"}'), await metric(url, 'rollcall_topology_watchers', '{kind="stream"}'), await metric(url, 'rollcall_consul_blocking_parked')],
+      async () => [
+        await metric(url, 'rollcall_topology_watchers', '{kind="long_poll"}'),
+        await metric(url, 'rollcall_topology_watchers', '{kind="stream"}'),
+        await metric(url, 'rollcall_consul_blocking_parked'),
+      ],
       ([long, stream, parked]) => long === 70 && stream === 60 && parked === 70,
       { timeoutMs: 10_000, intervalMs: 100, what: '70 long-polls, 60 streams and 70 blocking queries open' },
     );
@@ -76,7 +80,11 @@ describe('stopping with watchers open', () => {
         else if (status === null) break;
       }
     });
-    await pollUntil(async () => acknowledged.size, (size) => size >= 60, { timeoutMs: 10_000, what: 'writes under way' });
+    await pollUntil(
+      async () => acknowledged.size,
+      (size) => size >= 60,
+      { timeoutMs: 10_000, what: 'writes under way' },
+    );
 
     const signalled = Date.now();
     proc.kill('SIGTERM');

@@ -104,12 +104,18 @@ for (const kind of ['postgres', 'pglite'] as const) {
       await assertGapFree(store);
       const stored = (await store.loadNodes()).nodes.filter((node) => node.role === 'isolation');
       assert.equal(stored.length, sizes.valid, 'every valid write is stored');
-      assert.ok(stored.every((node) => node.node_id.startsWith('mix-ok-')), 'no refused write is stored');
-      assert.equal(registry.view.version, await store.currentVersion(), 'the live view is at the store\'s version');
+      assert.ok(
+        stored.every((node) => node.node_id.startsWith('mix-ok-')),
+        'no refused write is stored',
+      );
+      assert.equal(registry.view.version, await store.currentVersion(), "the live view is at the store's version");
     });
 
     it('says why the store refused a write', async () => {
-      const refused = await t.server.registry.register({ ...registration('alone-bad', 0), metadata: { note: '\u0000' } }).then(() => null, (error: unknown) => error);
+      const refused = await t.server.registry.register({ ...registration('alone-bad', 0), metadata: { note: '\u0000' } }).then(
+        () => null,
+        (error: unknown) => error,
+      );
       assert.ok(isRollcallError(refused));
       assert.equal(refused.code, 'VALIDATION_FAILED');
       assert.equal(refused.status, 400);

@@ -32,15 +32,27 @@ function registryOf(store: Store, clock: { now: number }): Registry {
 }
 
 const dialects: Array<[string, () => Promise<{ store: Store; dispose: () => Promise<void> }>]> = [
-  ['postgres', async () => {
-    const database = await createTestDatabase();
-    const store = await openStore({ kind: 'postgres', url: database.url });
-    return { store, dispose: async () => { await store.close(); await database.drop(); } };
-  }],
-  ['pglite', async () => {
-    const store = await openStore({ kind: 'pglite', dataDir: undefined });
-    return { store, dispose: () => store.close() };
-  }],
+  [
+    'postgres',
+    async () => {
+      const database = await createTestDatabase();
+      const store = await openStore({ kind: 'postgres', url: database.url });
+      return {
+        store,
+        dispose: async () => {
+          await store.close();
+          await database.drop();
+        },
+      };
+    },
+  ],
+  [
+    'pglite',
+    async () => {
+      const store = await openStore({ kind: 'pglite', dataDir: undefined });
+      return { store, dispose: () => store.close() };
+    },
+  ],
 ];
 
 for (const [dialect, open] of dialects) {

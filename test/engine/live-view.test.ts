@@ -40,11 +40,17 @@ describe('live view', () => {
 
   it('pages in key order with a cursor, stable under inserts before the cursor', () => {
     const first = view.query({ limit: 2 });
-    assert.deepEqual(first.nodes.map((n) => n.node_id), ['n1', 'n2']);
+    assert.deepEqual(
+      first.nodes.map((n) => n.node_id),
+      ['n1', 'n2'],
+    );
     assert.ok(first.next);
     view.apply([change(11, node('n0'))]);
     const second = view.query({ limit: 2, after: first.next });
-    assert.deepEqual(second.nodes.map((n) => n.node_id), ['n3', 'n4']);
+    assert.deepEqual(
+      second.nodes.map((n) => n.node_id),
+      ['n3', 'n4'],
+    );
     assert.equal(second.next, null);
   });
 
@@ -54,7 +60,10 @@ describe('live view', () => {
     assert.equal(view.get('default', 'gap'), undefined);
     assert.equal(view.apply([change(11, node('n0')), change(12, node('n5'))]), true, 'already-seen versions are skipped');
     assert.equal(view.version, 12);
-    assert.deepEqual(view.recentSince(10)?.map((c) => c.version), [11, 12]);
+    assert.deepEqual(
+      view.recentSince(10)?.map((c) => c.version),
+      [11, 12],
+    );
     assert.equal(view.recentSince(5), null, 'older than the window: read the store');
   });
 

@@ -36,16 +36,26 @@ describe('write queue', () => {
       if (id.startsWith('bad')) assert.equal(reasonOf(result).message, `refused ${id}`);
       else assert.equal(result.status, 'fulfilled', id);
     });
-    assert.deepEqual(committed, ids.filter((id) => id.startsWith('ok')), 'committed once each, in the order submitted');
+    assert.deepEqual(
+      committed,
+      ids.filter((id) => id.startsWith('ok')),
+      'committed once each, in the order submitted',
+    );
     assert.ok(transactions <= 2 * 2 * Math.ceil(Math.log2(200)) + 1, `${transactions} transactions`);
   });
 
   it('fails a batch whole, tried once, when the store cannot be reached', async () => {
     let transactions = 0;
-    const queue = new WriteQueue(() => {
-      transactions += 1;
-      return Promise.reject(new Error('connect ECONNREFUSED'));
-    }, 1000, 1, () => undefined, () => Promise.resolve({ kind: 'unavailable' }));
+    const queue = new WriteQueue(
+      () => {
+        transactions += 1;
+        return Promise.reject(new Error('connect ECONNREFUSED'));
+      },
+      1000,
+      1,
+      () => undefined,
+      () => Promise.resolve({ kind: 'unavailable' }),
+    );
     const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => queue.submit(write(`n-${i}`))));
     assert.equal(transactions, 1);
     for (const result of results) assert.equal(reasonOf(result).code, 'STORE_UNAVAILABLE');
@@ -53,12 +63,21 @@ describe('write queue', () => {
 
   it('never tries again what failed with its own error (the write committed, the view did not follow)', async () => {
     let transactions = 0;
-    const queue = new WriteQueue(() => {
-      transactions += 1;
-      return Promise.reject(new RollcallError('STORE_UNAVAILABLE', 'view'));
-    }, 1000, 1, () => undefined, refused);
+    const queue = new WriteQueue(
+      () => {
+        transactions += 1;
+        return Promise.reject(new RollcallError('STORE_UNAVAILABLE', 'view'));
+      },
+      1000,
+      1,
+      () => undefined,
+      refused,
+    );
     const results = await Promise.allSettled([queue.submit(write('a')), queue.submit(write('b'))]);
     assert.equal(transactions, 1);
-    assert.deepEqual(results.map((result) => reasonOf(result).message), ['view', 'view']);
+    assert.deepEqual(
+      results.map((result) => reasonOf(result).message),
+      ['view', 'view'],
+    );
   });
 });

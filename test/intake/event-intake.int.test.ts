@@ -12,7 +12,10 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 /** A bus whose dead-letter topic refuses the first `failures` publishes. */
 class FlakyDeadLetterBus extends MemoryBus {
-  constructor(private readonly deadLetterTopic: string, public failures: number) {
+  constructor(
+    private readonly deadLetterTopic: string,
+    public failures: number,
+  ) {
     super();
   }
 
@@ -51,7 +54,12 @@ describe('event intake acknowledgement', () => {
     });
     await intake.start();
     const letters: string[] = [];
-    const reader = await bus.subscribe({ group: 'reader', topics: [topics.deadLetter], start: 'earliest', handler: async (batch) => void letters.push(...batch.map((m) => m.headers[DEAD_LETTER_HEADERS.reason] ?? '')) });
+    const reader = await bus.subscribe({
+      group: 'reader',
+      topics: [topics.deadLetter],
+      start: 'earliest',
+      handler: async (batch) => void letters.push(...batch.map((m) => m.headers[DEAD_LETTER_HEADERS.reason] ?? '')),
+    });
     try {
       const good = envelope('NODE_INTROSPECTION', 'flaky-1', { node_id: 'flaky-1', node_type: 'worker' });
       await bus.publish(topics.introspection, [
@@ -59,7 +67,11 @@ describe('event intake acknowledgement', () => {
         // Readable (it has an event id) but not acceptable: the case a remembered id would hide.
         { key: 'bad-1', value: JSON.stringify(envelope('NODE_INTROSPECTION', 'bad-1', { node_id: 'bad-1', node_type: 'not a type!' })) },
       ]);
-      await pollUntil(async () => letters.length, (count) => count >= 1, { timeoutMs: 10_000, what: 'the dead letter' });
+      await pollUntil(
+        async () => letters.length,
+        (count) => count >= 1,
+        { timeoutMs: 10_000, what: 'the dead letter' },
+      );
       assert.equal(bus.failures, 0, 'the batch came again after each failed publish');
       assert.deepEqual(letters, ['VALIDATION_FAILED']);
       const changes = await t.server.registry.changesSince(0, 1000);

@@ -150,7 +150,10 @@ describe('kafka intake', () => {
     assert.equal((await nodeOf(t, 'txt-before'))?.status, 'online');
     const letters = await deadLetters(topics, before + 2);
     const letterOf = (name: string): KcatMessage | undefined => letters.find((message) => message.headers.name === name);
-    for (const [name, field] of [['txt-nul', 'payload.capabilities.models[1]'], ['txt-surrogate', 'payload.metadata["key\\ud800"]']] as const) {
+    for (const [name, field] of [
+      ['txt-nul', 'payload.capabilities.models[1]'],
+      ['txt-surrogate', 'payload.metadata["key\\ud800"]'],
+    ] as const) {
       const letter = letterOf(name);
       assert.ok(letter, `${name} is in the dead-letter topic`);
       assert.equal(letter.headers[DEAD_LETTER_HEADERS.reason], 'VALIDATION_FAILED', name);
@@ -197,7 +200,7 @@ describe('kafka intake', () => {
     const body = JSON.stringify(introspection('dup-1', { capabilities: { v: 1 } }));
     await kcatProduce(topics.introspection, 'dup-1', body);
     await waitFor('dup-1', () => nodeOf(t, 'dup-1'));
-    const changed = JSON.stringify({ ...JSON.parse(body) as Record<string, unknown>, payload: { ...(JSON.parse(body) as { payload: Record<string, unknown> }).payload, capabilities: { v: 2 } } });
+    const changed = JSON.stringify({ ...(JSON.parse(body) as Record<string, unknown>), payload: { ...(JSON.parse(body) as { payload: Record<string, unknown> }).payload, capabilities: { v: 2 } } });
     // Same event id, different content: a replay, not news. Then a marker to know it was consumed.
     await kcatProduce(topics.introspection, 'dup-1', changed);
     await kcatProduce(topics.introspection, 'dup-marker', JSON.stringify(introspection('dup-marker')));
@@ -209,7 +212,15 @@ describe('kafka intake', () => {
 
   it('publishes every topology change as TOPOLOGY_DIFF events, in version order without gaps', async () => {
     const version = (await json<{ version: number }>(`${t.url}/api/v1/topology`)).body.version;
-    let diffs: Array<{ event_type: string; payload: { topology_version: number; previous_version: number; changes: Array<{ version: number; node_id: string; change_type: string }>; summary: { nodes_added: number; nodes_updated: number; nodes_removed: number } } }> = [];
+    let diffs: Array<{
+      event_type: string;
+      payload: {
+        topology_version: number;
+        previous_version: number;
+        changes: Array<{ version: number; node_id: string; change_type: string }>;
+        summary: { nodes_added: number; nodes_updated: number; nodes_removed: number };
+      };
+    }> = [];
     await until(async () => {
       diffs = (await kcatConsume(topics.topologyDiff)).map((message) => JSON.parse(message.payload ?? '{}') as (typeof diffs)[number]);
       return (diffs.at(-1)?.payload.topology_version ?? 0) >= version;
@@ -231,7 +242,8 @@ describe('kafka intake', () => {
   it('resumes the relay after a restart without skipping or repeating what was published', async () => {
     const published = (await kcatConsume(topics.topologyDiff)).length;
     await t.stop();
-    const lastBefore = (await kcatConsume(topics.topologyDiff)).map((message) => JSON.parse(message.payload ?? '{}') as { payload: { topology_version: number } }).at(-1)?.payload.topology_version ?? 0;
+    const lastBefore =
+      (await kcatConsume(topics.topologyDiff)).map((message) => JSON.parse(message.payload ?? '{}') as { payload: { topology_version: number } }).at(-1)?.payload.topology_version ?? 0;
     assert.ok((await kcatConsume(topics.topologyDiff)).length >= published, 'the stopping instance published its own tombstone');
     t = await startTestServer({ database, config: { ...kafka, sweepIntervalMs: 100 } });
     await kcatProduce(topics.introspection, 'after-restart', JSON.stringify(introspection('after-restart')));
@@ -276,7 +288,11 @@ describe('two instances on one database and one Kafka cluster', () => {
         versions = diffs.flatMap((diff) => diff.payload.changes.map((change) => change.version));
         return versions.includes(version);
       }, `diffs through version ${version}`);
-      assert.deepEqual(versions, Array.from({ length: versions.length }, (_, i) => i + 1), 'every version once, in order: one relay');
+      assert.deepEqual(
+        versions,
+        Array.from({ length: versions.length }, (_, i) => i + 1),
+        'every version once, in order: one relay',
+      );
     } finally {
       await a.stop();
       await b.stop();
@@ -295,8 +311,7 @@ describe('a relay far behind', () => {
     const quiet = await startTestServer({ database, config: { ...kafka, topologyDiffRelay: false } });
     const blob = 'x'.repeat(8 * 1024);
     try {
-      await Promise.all(Array.from({ length: 200 }, (_, i) =>
-        json(`${quiet.url}/api/v1/nodes/register`, { body: { node_id: `fat-${i}`, hostname: 'h', role: 'fat', capabilities: { blob } } })));
+      await Promise.all(Array.from({ length: 200 }, (_, i) => json(`${quiet.url}/api/v1/nodes/register`, { body: { node_id: `fat-${i}`, hostname: 'h', role: 'fat', capabilities: { blob } } })));
     } finally {
       await quiet.stop();
     }
@@ -304,14 +319,21 @@ describe('a relay far behind', () => {
     try {
       const version = (await json<{ version: number }>(`${relaying.url}/api/v1/topology`)).body.version;
       let diffs: KcatMessage[] = [];
-      await until(async () => {
-        diffs = await kcatConsume(topics.topologyDiff);
-        const last = diffs.at(-1);
-        return last !== undefined && (JSON.parse(last.payload ?? '{}') as { payload: { topology_version: number } }).payload.topology_version >= version;
-      }, `diffs through version ${version}`, 30_000);
+      await until(
+        async () => {
+          diffs = await kcatConsume(topics.topologyDiff);
+          const last = diffs.at(-1);
+          return last !== undefined && (JSON.parse(last.payload ?? '{}') as { payload: { topology_version: number } }).payload.topology_version >= version;
+        },
+        `diffs through version ${version}`,
+        30_000,
+      );
       assert.ok(diffs.length > 1, `the backlog went out in ${diffs.length} diffs`);
       const versions = diffs.flatMap((message) => (JSON.parse(message.payload ?? '{}') as { payload: { changes: Array<{ version: number }> } }).payload.changes.map((change) => change.version));
-      assert.deepEqual(versions.slice(0, version), Array.from({ length: version }, (_, i) => i + 1));
+      assert.deepEqual(
+        versions.slice(0, version),
+        Array.from({ length: version }, (_, i) => i + 1),
+      );
     } finally {
       await relaying.stop();
       await database.drop();

@@ -56,8 +56,7 @@ describe('Kafka broker outage', () => {
       await bus.close();
     }
   };
-  const registered = (nodeId: string): Promise<true> =>
-    waitFor(`${nodeId} registered`, async () => ((await json(`${t.url}/api/v1/nodes/${nodeId}`)).status === 200 ? true : undefined), 60_000);
+  const registered = (nodeId: string): Promise<true> => waitFor(`${nodeId} registered`, async () => ((await json(`${t.url}/api/v1/nodes/${nodeId}`)).status === 200 ? true : undefined), 60_000);
   const health = async (): Promise<{ status: string; checks: { event_bus: { status: string } } }> =>
     (await json<{ status: string; checks: { event_bus: { status: string } } }>(`${t.url}/health`)).body;
 
@@ -67,7 +66,18 @@ describe('Kafka broker outage', () => {
 
     const pid = Number((await readFile(join(stateDir, 'kafka.pid'), 'utf8')).trim());
     process.kill(pid, 'SIGKILL');
-    await pollUntil(async () => { try { process.kill(pid, 0); return false; } catch { return true; } }, (gone) => gone, { timeoutMs: 10_000, what: 'the broker to die' });
+    await pollUntil(
+      async () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      (gone) => gone,
+      { timeoutMs: 10_000, what: 'the broker to die' },
+    );
 
     // HTTP intake does not need Kafka; the change waits for the relay.
     assert.equal((await json(`${t.url}/api/v1/nodes/register`, { body: { node_id: 'o-during', hostname: 'h', role: 'outage' } })).status, 201);
@@ -98,9 +108,17 @@ describe('Kafka broker outage', () => {
       },
     });
     try {
-      await pollUntil(async () => seen.has('o-after'), (done) => done, { timeoutMs: 30_000, what: 'the diff of o-after' });
+      await pollUntil(
+        async () => seen.has('o-after'),
+        (done) => done,
+        { timeoutMs: 30_000, what: 'the diff of o-after' },
+      );
       assert.ok(seen.has('o-during'), 'the change made during the outage was relayed');
-      assert.deepEqual(versions.slice(0, versions.length), Array.from({ length: versions.length }, (_, i) => i + 1), 'no gap, no repeat');
+      assert.deepEqual(
+        versions.slice(0, versions.length),
+        Array.from({ length: versions.length }, (_, i) => i + 1),
+        'no gap, no repeat',
+      );
     } finally {
       await subscription.close();
       await reader.close();

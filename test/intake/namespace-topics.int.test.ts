@@ -43,7 +43,14 @@ function introspection(nodeId: string, extra: Record<string, unknown> = {}): str
 }
 
 function event(type: string, nodeId: string, payload: Record<string, unknown>): string {
-  return JSON.stringify({ envelope_version: '1.0', event_id: randomUUID(), event_type: type, event_timestamp: new Date().toISOString(), source_node_id: nodeId, payload: { node_id: nodeId, ...payload } });
+  return JSON.stringify({
+    envelope_version: '1.0',
+    event_id: randomUUID(),
+    event_type: type,
+    event_timestamp: new Date().toISOString(),
+    source_node_id: nodeId,
+    payload: { node_id: nodeId, ...payload },
+  });
 }
 
 const until = (ok: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<boolean> => pollUntil(ok, (value) => value, { timeoutMs, what });
@@ -110,7 +117,7 @@ describe('namespace topics on kafka', () => {
     await database.drop();
   });
 
-  it('names a namespace\'s topics under {prefix}.ns.{namespace}', () => {
+  it("names a namespace's topics under {prefix}.ns.{namespace}", () => {
     const prefix = shared.introspection.slice(0, -'.node-introspection.v1'.length);
     assert.deepEqual(beta, {
       introspection: `${prefix}.ns.beta.node-introspection.v1`,
@@ -130,7 +137,7 @@ describe('namespace topics on kafka', () => {
     }
   });
 
-  it('registers an event of beta from beta\'s topics; one that names no namespace is of beta', async () => {
+  it("registers an event of beta from beta's topics; one that names no namespace is of beta", async () => {
     await kcatProduce(beta.introspection, 'beta-1', introspection('beta-1'));
     await kcatProduce(beta.introspection, 'beta-2', introspection('beta-2', { namespace: 'beta' }));
     const first = await waitFor('beta-1 registered in beta', () => nodeOf('beta-1', 'beta'), 20_000);
@@ -140,13 +147,18 @@ describe('namespace topics on kafka', () => {
     assert.equal(await nodeOf('beta-1', 'default'), undefined, 'not in the default namespace');
   });
 
-  it('dead-letters events claiming alpha on beta\'s topics on beta\'s dead-letter topic, and changes nothing', async () => {
+  it("dead-letters events claiming alpha on beta's topics on beta's dead-letter topic, and changes nothing", async () => {
     await waitFor('beta-1', () => nodeOf('beta-1', 'beta'), 20_000);
     const before = await version();
     await kcatProduce(beta.introspection, 'intruder-1', introspection('intruder-1', { namespace: 'alpha' }), { origin: 'kcat' });
     await kcatProduce(beta.heartbeat, 'beta-1', event('NODE_HEARTBEAT', 'beta-1', { namespace: 'alpha' }));
     await kcatProduce(beta.tombstone, 'beta-1', event('NODE_TOMBSTONE', 'beta-1', { namespace: 'alpha', removal_reason: 'hijack' }));
-    const letters = await messagesOn(beta.deadLetter, 3, (message) => message.headers[DEAD_LETTER_HEADERS.reason] === 'NAMESPACE_MISMATCH', 'three NAMESPACE_MISMATCH letters on beta\'s dead-letter topic');
+    const letters = await messagesOn(
+      beta.deadLetter,
+      3,
+      (message) => message.headers[DEAD_LETTER_HEADERS.reason] === 'NAMESPACE_MISMATCH',
+      "three NAMESPACE_MISMATCH letters on beta's dead-letter topic",
+    );
     const byTopic = new Map(letters.map((letter) => [letter.headers[DEAD_LETTER_HEADERS.topic], letter]));
     assert.deepEqual([...byTopic.keys()].sort(), [beta.introspection, beta.heartbeat, beta.tombstone].sort());
     assert.equal(byTopic.get(beta.introspection)?.key, 'intruder-1');
@@ -160,12 +172,17 @@ describe('namespace topics on kafka', () => {
     assert.equal(elsewhere.filter((message) => message.key === 'intruder-1').length, 0, 'nothing on the other dead-letter topics');
   });
 
-  it('refuses beta\'s events on the shared topics the same way, and still takes the default namespace\'s there', async () => {
+  it("refuses beta's events on the shared topics the same way, and still takes the default namespace's there", async () => {
     await waitFor('beta-1', () => nodeOf('beta-1', 'beta'), 20_000);
     const before = await version();
     await kcatProduce(shared.introspection, 'shared-beta', introspection('shared-beta', { namespace: 'beta' }));
     await kcatProduce(shared.tombstone, 'beta-1', event('NODE_TOMBSTONE', 'beta-1', { namespace: 'beta', removal_reason: 'hijack' }));
-    const letters = await messagesOn(shared.deadLetter, 2, (message) => message.headers[DEAD_LETTER_HEADERS.reason] === 'NAMESPACE_MISMATCH', 'two NAMESPACE_MISMATCH letters on the shared dead-letter topic');
+    const letters = await messagesOn(
+      shared.deadLetter,
+      2,
+      (message) => message.headers[DEAD_LETTER_HEADERS.reason] === 'NAMESPACE_MISMATCH',
+      'two NAMESPACE_MISMATCH letters on the shared dead-letter topic',
+    );
     assert.deepEqual(letters.map((letter) => letter.headers[DEAD_LETTER_HEADERS.topic]).sort(), [shared.introspection, shared.tombstone].sort());
     assert.equal(await version(), before, 'no topology change');
     assert.equal(await nodeOf('shared-beta', 'beta'), undefined);
@@ -176,9 +193,9 @@ describe('namespace topics on kafka', () => {
     assert.equal((await waitFor('plain-1 in the default namespace', () => nodeOf('plain-1', 'default'), 20_000)).status, 'online');
   });
 
-  it('asks an unknown beta node to announce on beta\'s request topic only', async () => {
+  it("asks an unknown beta node to announce on beta's request topic only", async () => {
     await kcatProduce(beta.heartbeat, 'ghost-b', event('NODE_HEARTBEAT', 'ghost-b', {}));
-    const [request] = await messagesOn(beta.requestIntrospection, 1, (message) => message.payload?.includes('ghost-b') === true, 'the request for ghost-b on beta\'s request topic');
+    const [request] = await messagesOn(beta.requestIntrospection, 1, (message) => message.payload?.includes('ghost-b') === true, "the request for ghost-b on beta's request topic");
     const payload = (JSON.parse(request?.payload ?? '{}') as { payload: { reason: string; namespace: string; target_node_ids: string[] } }).payload;
     assert.deepEqual({ reason: payload.reason, namespace: payload.namespace, targets: payload.target_node_ids }, { reason: 'unknown_node', namespace: 'beta', targets: ['ghost-b'] });
     const [letter] = await messagesOn(beta.deadLetter, 1, (message) => message.key === 'ghost-b', 'the heartbeat of ghost-b dead-lettered');
@@ -187,9 +204,9 @@ describe('namespace topics on kafka', () => {
     assert.equal(elsewhere.filter((message) => message.payload?.includes('ghost-b') === true).length, 0, 'no other namespace hears of ghost-b');
   });
 
-  it('publishes beta\'s changes on beta\'s diff topic only, and the others\' on the shared one, each topic chained', async () => {
+  it("publishes beta's changes on beta's diff topic only, and the others' on the shared one, each topic chained", async () => {
     await waitFor('plain-1', () => nodeOf('plain-1', 'default'), 20_000);
-    await until(async () => (await changedOn(beta.topologyDiff)).includes('beta/beta-1'), 'beta-1 on beta\'s diff topic');
+    await until(async () => (await changedOn(beta.topologyDiff)).includes('beta/beta-1'), "beta-1 on beta's diff topic");
     await until(async () => (await changedOn(shared.topologyDiff)).includes('default/plain-1'), 'plain-1 on the shared diff topic');
     const betaDiffs = await diffsOn(beta.topologyDiff);
     const sharedDiffs = await diffsOn(shared.topologyDiff);
@@ -197,7 +214,7 @@ describe('namespace topics on kafka', () => {
       assert.equal(diff.event_type, 'TOPOLOGY_DIFF');
       assert.equal(diff.payload.namespace, 'beta');
       for (const change of diff.payload.changes) assert.equal(change.namespace, 'beta');
-      assert.ok(diff.payload.summary.total_nodes <= 2, 'beta\'s totals count beta\'s nodes only');
+      assert.ok(diff.payload.summary.total_nodes <= 2, "beta's totals count beta's nodes only");
     }
     for (const diff of sharedDiffs) {
       assert.equal(diff.payload.namespace, undefined);
@@ -206,11 +223,13 @@ describe('namespace topics on kafka', () => {
     assert.deepEqual(await diffsOn(alpha.topologyDiff), [], 'alpha changed nothing, and hears nothing');
     assertChained(betaDiffs, 'beta');
     assertChained(sharedDiffs, 'shared');
-    assert.equal(betaDiffs[0]?.payload.previous_version, 0, 'beta\'s first diff on a fresh registry');
+    assert.equal(betaDiffs[0]?.payload.previous_version, 0, "beta's first diff on a fresh registry");
     // Versions stay global: the two topics together carry every version once.
     const relayed = [...betaDiffs, ...sharedDiffs].flatMap((diff) => diff.payload.changes.map((change) => change.version)).sort((a, b) => a - b);
     const through = relayed.at(-1) ?? 0;
-    const committed = (await json<{ changes: Array<{ version: number }> }>(`${t.url}/api/v1/topology/changes?since=0&limit=10000`)).body.changes.map((change) => change.version).filter((v) => v <= through);
+    const committed = (await json<{ changes: Array<{ version: number }> }>(`${t.url}/api/v1/topology/changes?since=0&limit=10000`)).body.changes
+      .map((change) => change.version)
+      .filter((v) => v <= through);
     assert.deepEqual(relayed, committed);
   });
 
@@ -237,14 +256,17 @@ describe('namespace topics on kafka', () => {
       if (!stopped) await agent.stop();
     }
     for (const topic of [beta.introspection, beta.heartbeat, beta.tombstone]) {
-      assert.ok((await read(topic)).some((message) => message.key === nodeId), `${topic} carried the agent's event`);
+      assert.ok(
+        (await read(topic)).some((message) => message.key === nodeId),
+        `${topic} carried the agent's event`,
+      );
     }
     for (const topic of [shared.introspection, shared.heartbeat, shared.tombstone]) {
       assert.equal((await read(topic)).filter((message) => message.key === nodeId).length, 0, `${topic} carried nothing of the agent`);
     }
   });
 
-  it('refuses an agent whose identity is of another namespace than its transport\'s topics', async () => {
+  it("refuses an agent whose identity is of another namespace than its transport's topics", async () => {
     const transport = new BusTransport({ bus, topics: shared, namespace: 'beta', namespaceTopics: true, nodeId: 'lost-1', logger: testLogger });
     const agent = new NodeAgent({ identity: { node_id: 'lost-1', node_type: 'worker' }, introspect: () => ({}), transport, logger: testLogger });
     try {
@@ -252,10 +274,13 @@ describe('namespace topics on kafka', () => {
     } finally {
       await transport.close();
     }
-    assert.throws(() => new BusTransport({ bus, topics: shared, namespaceTopics: true, nodeId: 'lost-2' }), (error: unknown) => isRollcallError(error) && error.code === 'VALIDATION_FAILED');
+    assert.throws(
+      () => new BusTransport({ bus, topics: shared, namespaceTopics: true, nodeId: 'lost-2' }),
+      (error: unknown) => isRollcallError(error) && error.code === 'VALIDATION_FAILED',
+    );
   });
 
-  it('lets a follower follow beta from beta\'s diff topic alone', async () => {
+  it("lets a follower follow beta from beta's diff topic alone", async () => {
     const follower = new TopologyFollower({ bus, topics: shared, registryUrl: t.url, namespace: 'beta', namespaceTopics: true, logger: testLogger });
     const resyncs: ResyncEvent[] = [];
     follower.on('resync', (resync) => resyncs.push(resync));
@@ -267,14 +292,17 @@ describe('namespace topics on kafka', () => {
       await kcatProduce(shared.introspection, 'plain-2', introspection('plain-2'));
       await waitFor('beta-3 at the follower', async () => follower.nodes.get(followerKey('beta', 'beta-3')), 20_000);
       await waitFor('plain-2 registered', () => nodeOf('plain-2', 'default'), 20_000);
-      assert.ok([...follower.nodes.keys()].every((key) => key.startsWith('beta/')), 'beta\'s nodes only');
-      assert.deepEqual(resyncs, [], 'the chain on beta\'s topic had no gap');
+      assert.ok(
+        [...follower.nodes.keys()].every((key) => key.startsWith('beta/')),
+        "beta's nodes only",
+      );
+      assert.deepEqual(resyncs, [], "the chain on beta's topic had no gap");
     } finally {
       await follower.stop();
     }
   });
 
-  it('resumes each topic\'s chain where it stopped after a restart', async () => {
+  it("resumes each topic's chain where it stopped after a restart", async () => {
     await waitFor('beta-3', () => nodeOf('beta-3', 'beta'), 20_000);
     await t.stop();
     const lastBeta = (await diffsOn(beta.topologyDiff)).at(-1)?.payload.topology_version;
@@ -284,12 +312,12 @@ describe('namespace topics on kafka', () => {
     const beforeShared = (await diffsOn(shared.topologyDiff)).length;
     t = await startTestServer({ database, config });
     await kcatProduce(beta.introspection, 'beta-4', introspection('beta-4'));
-    await until(async () => (await changedOn(beta.topologyDiff)).includes('beta/beta-4'), 'beta-4 on beta\'s diff topic');
+    await until(async () => (await changedOn(beta.topologyDiff)).includes('beta/beta-4'), "beta-4 on beta's diff topic");
     // The new instance registers itself in the default namespace: a change for the shared topic.
     await until(async () => (await diffsOn(shared.topologyDiff)).length > beforeShared, 'a diff on the shared topic after the restart');
     const resumedBeta = (await diffsOn(beta.topologyDiff)).slice(beforeBeta);
     const resumedShared = (await diffsOn(shared.topologyDiff)).slice(beforeShared);
-    assert.equal(resumedBeta[0]?.payload.previous_version, lastBeta, 'beta\'s chain goes on from its last diff');
+    assert.equal(resumedBeta[0]?.payload.previous_version, lastBeta, "beta's chain goes on from its last diff");
     assert.equal(resumedShared[0]?.payload.previous_version, lastShared, 'the shared chain goes on from its last diff');
     assertChained(await diffsOn(beta.topologyDiff), 'beta');
     assertChained(await diffsOn(shared.topologyDiff), 'shared');

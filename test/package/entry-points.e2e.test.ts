@@ -40,13 +40,19 @@ const serverModules = (urls: string[]): string[] =>
 describe('package entry points', () => {
   it('rollcall/agent loads no server module', () => {
     const loaded = modulesLoadedBy('rollcall/agent');
-    assert.ok(loaded.some((url) => url.endsWith('/dist/src/agent/node-agent.js')), 'the agent itself was loaded');
+    assert.ok(
+      loaded.some((url) => url.endsWith('/dist/src/agent/node-agent.js')),
+      'the agent itself was loaded',
+    );
     assert.deepEqual(serverModules(loaded), []);
   });
 
   it('rollcall/client loads no server module', () => {
     const loaded = modulesLoadedBy('rollcall/client');
-    assert.ok(loaded.some((url) => url.endsWith('/dist/src/client/rollcall-client.js')), 'the client itself was loaded');
+    assert.ok(
+      loaded.some((url) => url.endsWith('/dist/src/client/rollcall-client.js')),
+      'the client itself was loaded',
+    );
     assert.deepEqual(serverModules(loaded), []);
   });
 

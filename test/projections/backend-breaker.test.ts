@@ -29,10 +29,13 @@ describe('backend breaker', () => {
     await assert.rejects(b.attempt(fail), /down/);
     assert.equal(b.state, 'open');
     let called = false;
-    await assert.rejects(b.attempt(() => {
-      called = true;
-      return ok();
-    }), BreakerOpenError);
+    await assert.rejects(
+      b.attempt(() => {
+        called = true;
+        return ok();
+      }),
+      BreakerOpenError,
+    );
     assert.equal(called, false);
     b.shutdown();
   });
@@ -97,10 +100,12 @@ describe('backend breaker', () => {
     assert.equal(result, 'done');
     assert.equal(attempts, 3);
     attempts = 0;
-    await assert.rejects(b.call(async () => {
-      attempts++;
-      throw new Error('down');
-    }));
+    await assert.rejects(
+      b.call(async () => {
+        attempts++;
+        throw new Error('down');
+      }),
+    );
     assert.equal(attempts, 3);
     b.shutdown();
   });

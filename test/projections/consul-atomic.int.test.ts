@@ -129,10 +129,14 @@ describe('consul atomic mode', () => {
 
     // Consul back: half-open trials get through and close the circuit.
     consul.mode = 'ok';
-    const admitted = await waitFor('a registration to be admitted again', async () => {
-      const response = await register({ node_id: 'after-open', ip: '10.0.1.3' });
-      return response.status === 201 ? response : undefined;
-    }, 5000);
+    const admitted = await waitFor(
+      'a registration to be admitted again',
+      async () => {
+        const response = await register({ node_id: 'after-open', ip: '10.0.1.3' });
+        return response.status === 201 ? response : undefined;
+      },
+      5000,
+    );
     assert.equal(admitted.body.outcome, 'added');
     assert.equal((await health()).body.checks.writes.status, 'healthy');
     await waitFor('breaker closed', async () => ((await metric(t.url, BREAKER_STATE)) === 0 ? true : undefined), 5000);
@@ -172,7 +176,10 @@ describe('consul atomic mode', () => {
     await proxy.listen();
     assert.equal(failed.status, 503, JSON.stringify(failed.body));
     assert.equal(failed.body.code, 'STORE_UNAVAILABLE');
-    assert.deepEqual(consul.registrationsOf('cut-update').map((body) => body.Address), ['10.0.3.1', '10.0.3.2', '10.0.3.1']);
+    assert.deepEqual(
+      consul.registrationsOf('cut-update').map((body) => body.Address),
+      ['10.0.3.1', '10.0.3.2', '10.0.3.1'],
+    );
     assert.equal(consul.services.get('cut-update')?.Address, '10.0.3.1');
     assert.deepEqual(await stored('cut-update'), { status: 'online', ip: '10.0.3.1' });
     assert.equal((await json<{ ip: string }>(`${t.url}/api/v1/nodes/cut-update`)).body.ip, '10.0.3.1');

@@ -26,8 +26,7 @@ async function remove(url: string, nodeId: string, namespace: string): Promise<v
 
 /** Resolves once the sink has finished `count` more reconciliations than when called. */
 async function reconciliations(url: string, count: number): Promise<void> {
-  const at = async (): Promise<string | undefined> =>
-    (await json<{ checks: { consul: { last_reconcile: { at: string } | null } } }>(`${url}/health`)).body.checks.consul.last_reconcile?.at;
+  const at = async (): Promise<string | undefined> => (await json<{ checks: { consul: { last_reconcile: { at: string } | null } } }>(`${url}/health`)).body.checks.consul.last_reconcile?.at;
   let last = await at();
   for (let seen = 0; seen < count; seen++) {
     last = await waitFor(`reconciliation ${seen + 1} of ${count}`, async () => {
@@ -76,7 +75,7 @@ describe('consul projection of namespaces in one Consul namespace', () => {
     });
   });
 
-  it('deregisters one namespace\'s node and leaves the other\'s', async () => {
+  it("deregisters one namespace's node and leaves the other's", async () => {
     await remove(t.url, 'worker-1', 'beta');
     await waitFor('beta node gone', async () => (consul.services.has('beta~worker-1') ? undefined : true));
     await reconciliations(t.url, 2);
@@ -98,7 +97,7 @@ describe('consul projection of namespaces in one Consul namespace', () => {
     consul.services.set('worker-1', ghost('worker-1', 'beta'));
     await waitFor('stale services removed', async () => (['beta~gone', 'only-beta', 'worker-1'].some((id) => consul.services.has(id)) ? undefined : true));
     await reconciliations(t.url, 2);
-    assert.ok(consul.services.has('beta~worker-1'), 'beta\'s worker-1 survives the removal of default\'s');
+    assert.ok(consul.services.has('beta~worker-1'), "beta's worker-1 survives the removal of default's");
     assert.ok(consul.services.has('beta~only-beta'));
     assert.equal(consul.deregistrationsOf('beta~worker-1'), 1, 'only the tombstone of the earlier test');
     assert.equal(consul.deregistrationsOf('beta~only-beta'), 0);
@@ -117,7 +116,7 @@ describe('consul projection into Consul Enterprise namespaces', () => {
     await consul.close();
   });
 
-  it('registers each namespace\'s node in the Consul namespace of its name, with the plain node_id', async () => {
+  it("registers each namespace's node in the Consul namespace of its name, with the plain node_id", async () => {
     await register(t.url, { node_id: 'worker-1', lease_ttl_seconds: 3, ip: '10.0.0.1' });
     await register(t.url, { node_id: 'worker-1', namespace: 'beta', lease_ttl_seconds: 3, ip: '10.0.0.2' });
     await waitFor('both in consul', async () => (consul.servicesIn('default').has('worker-1') && consul.servicesIn('beta').has('worker-1') ? true : undefined));
@@ -145,7 +144,7 @@ describe('consul projection into Consul Enterprise namespaces', () => {
     const listed = new Set(consul.requests.filter((r) => r.pathname === '/v1/agent/services').map((r) => r.ns));
     assert.ok(listed.has('default') && listed.has('beta'), JSON.stringify([...listed]));
     await reconciliations(t.url, 2);
-    assert.ok(consul.servicesIn('default').has('worker-1'), 'the default namespace\'s worker-1 is left alone');
+    assert.ok(consul.servicesIn('default').has('worker-1'), "the default namespace's worker-1 is left alone");
   });
 });
 
@@ -163,7 +162,7 @@ describe('consul projection with Enterprise namespaces into a second rollcall in
 
   const agentServices = async (namespace: string): Promise<Record<string, FakeService>> => (await json<Record<string, FakeService>>(`${target.url}/v1/agent/services?ns=${namespace}`)).body;
 
-  it('mirrors each namespace\'s node into the same namespace of the second instance', async () => {
+  it("mirrors each namespace's node into the same namespace of the second instance", async () => {
     await register(source.url, { node_id: 'mirrored', ip: '10.1.0.1' });
     await register(source.url, { node_id: 'mirrored', namespace: 'beta', ip: '10.1.0.2' });
     const beta = await waitFor('mirrored in beta', async () => (await agentServices('beta')).mirrored);

@@ -11,9 +11,30 @@ const mapping: ServiceMapping = { serviceName: '{node_type}', check: 'http', che
 
 function node(fields: Partial<NodeRecord> = {}): NodeRecord {
   return {
-    namespace: 'default', node_id: 'n1', node_name: null, node_type: 'orchestrator', node_version: '1.0.0', hostname: 'box', ip: '10.0.0.1', role: null,
-    labels: [], capabilities: {}, endpoints: {}, configuration: {}, current_state: {}, metadata: {}, health_status: 'healthy', incarnation: 1, lease_ttl_ms: 90_000,
-    status: 'online', content_hash: '', registered_at: '', updated_at: '', last_heartbeat: new Date().toISOString(), removed_at: null, removal_reason: null,
+    namespace: 'default',
+    node_id: 'n1',
+    node_name: null,
+    node_type: 'orchestrator',
+    node_version: '1.0.0',
+    hostname: 'box',
+    ip: '10.0.0.1',
+    role: null,
+    labels: [],
+    capabilities: {},
+    endpoints: {},
+    configuration: {},
+    current_state: {},
+    metadata: {},
+    health_status: 'healthy',
+    incarnation: 1,
+    lease_ttl_ms: 90_000,
+    status: 'online',
+    content_hash: '',
+    registered_at: '',
+    updated_at: '',
+    last_heartbeat: new Date().toISOString(),
+    removed_at: null,
+    removal_reason: null,
     ...fields,
   };
 }
@@ -24,7 +45,7 @@ describe('consul service mapping', () => {
     assert.equal(serviceNameOf(node({ namespace: 'prod' }), '{namespace}-{node_type}'), 'prod-orchestrator');
   });
 
-  it('uses the seeds\' HTTP check of the health endpoint, and a TTL check when there is none', () => {
+  it("uses the seeds' HTTP check of the health endpoint, and a TTL check when there is none", () => {
     const http = serviceRegistrationOf(node({ endpoints: { api: 'https://api.example:8443', health: 'http://10.0.0.1:8080/health' } }), mapping);
     assert.deepEqual(http.Check, { HTTP: 'http://10.0.0.1:8080/health', Interval: '30s', Timeout: '5s', DeregisterCriticalServiceAfter: '90s' });
     assert.equal(http.Address, 'api.example');
@@ -36,7 +57,7 @@ describe('consul service mapping', () => {
     assert.equal(ttl.Port, 0);
   });
 
-  it('keeps meta within Consul\'s limits', () => {
+  it("keeps meta within Consul's limits", () => {
     const registration = serviceRegistrationOf(node({ capabilities: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`capability_number_${i}`, true])) }), mapping);
     assert.ok((registration.Meta.capabilities ?? '').length <= 512);
     for (const key of Object.keys(registration.Meta)) assert.match(key, /^[A-Za-z0-9_-]{1,128}$/);
@@ -65,7 +86,7 @@ describe('consul service mapping across namespaces', () => {
     assert.equal(serviceRegistrationOf(node({ namespace: 'default' }), prod).ID, 'default~n1');
   });
 
-  it('names other namespaces\' services apart unless told otherwise', () => {
+  it("names other namespaces' services apart unless told otherwise", () => {
     const beta = node({ namespace: 'beta', node_type: 'ai_worker', role: 'gpu' });
     assert.equal(serviceRegistrationOf(beta, { ...mapping, serviceName: 'svc-{node_type}' }).Name, 'beta-svc-ai-worker');
     assert.equal(serviceRegistrationOf(beta, { ...mapping, serviceName: '{node_type}-{namespace}' }).Name, 'ai-worker-beta');
@@ -94,7 +115,7 @@ describe('consul service mapping across namespaces', () => {
 });
 
 describe('consul address', () => {
-  it('comes from CONSUL_HTTP_ADDR, or the seeds\' CONSUL_HOST/CONSUL_PORT', () => {
+  it("comes from CONSUL_HTTP_ADDR, or the seeds' CONSUL_HOST/CONSUL_PORT", () => {
     assert.equal(loadConfig({ env: { CONSUL_HTTP_ADDR: 'https://consul.internal:8501', CONSUL_HTTP_TOKEN: 't' } }).consulAddr, 'https://consul.internal:8501');
     assert.equal(loadConfig({ env: { CONSUL_HOST: 'localhost', CONSUL_PORT: '28500' } }).consulAddr, 'localhost:28500');
     assert.equal(loadConfig({ env: { CONSUL_HOST: 'localhost' } }).consulAddr, 'localhost:8500');

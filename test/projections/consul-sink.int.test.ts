@@ -66,7 +66,7 @@ describe('consul sink against a recording consul', () => {
     await consul.close();
   });
 
-  it('registers online nodes with Consul\'s documented field names and the ACL token', async () => {
+  it("registers online nodes with Consul's documented field names and the ACL token", async () => {
     await register(t.url, {
       node_id: 'worker-1',
       node_type: 'ai_worker',
@@ -135,7 +135,10 @@ describe('consul sink against a recording consul', () => {
     // Never two passes within TTL/3 (less the few ms between a round's start and its request).
     const times = passTimes();
     const gaps = times.slice(1).map((at, i) => at - (times[i] as number));
-    assert.ok(gaps.every((gap) => gap >= 900), `gaps between passes: ${gaps.join(', ')} ms`);
+    assert.ok(
+      gaps.every((gap) => gap >= 900),
+      `gaps between passes: ${gaps.join(', ')} ms`,
+    );
   });
 
   it('deregisters on tombstone and on lease expiry', async () => {
@@ -198,11 +201,15 @@ describe('consul sink against a recording consul', () => {
     consul.services.set('ghost', { ID: 'ghost', Service: 'tool', Tags: ['rollcall'], Meta: { managed_by: 'rollcall' }, Address: '10.9.9.9', Port: 1 });
     consul.services.set('foreign', { ID: 'foreign', Service: 'db', Tags: ['rollcall'], Meta: {}, Address: '10.9.9.8', Port: 5432 });
     await consul.listen();
-    await waitFor('converged', async () => {
-      const s = consul.services;
-      const fixed = s.get('stays');
-      return s.has('new-1') && s.has('new-2') && !s.has('goes') && !s.has('ghost') && fixed?.Port === 0 && fixed.Tags.join() === 'blue,rollcall' ? true : undefined;
-    }, 8000);
+    await waitFor(
+      'converged',
+      async () => {
+        const s = consul.services;
+        const fixed = s.get('stays');
+        return s.has('new-1') && s.has('new-2') && !s.has('goes') && !s.has('ghost') && fixed?.Port === 0 && fixed.Tags.join() === 'blue,rollcall' ? true : undefined;
+      },
+      8000,
+    );
     assert.ok(consul.services.has('foreign'));
     assert.equal(await metric(t.url, BREAKER_STATE), 0);
     assert.ok(((await metric(t.url, /rollcall_consul_reconcile_actions_total\{action="removed"\} (\d+)/)) ?? 0) >= 2);
@@ -222,7 +229,7 @@ describe('consul sink against a recording consul', () => {
   });
 });
 
-describe('consul sink against a second rollcall instance\'s Consul-compatible API', () => {
+describe("consul sink against a second rollcall instance's Consul-compatible API", () => {
   let target: TestServer;
   let source: TestServer;
   before(async () => {

@@ -47,7 +47,10 @@ describe('topology-diff relay on the in-process bus', () => {
         { timeoutMs: 10_000, what: 'a diff after the reader subscribed' },
       );
       // Even from the earliest retained message, nothing of the unread versions was written.
-      assert.deepEqual(diffs.map((diff) => [diff.previous_version, diff.topology_version, diff.changes.map((change) => change.node_id)]), [[quiet, quiet + 1, ['heard-1']]]);
+      assert.deepEqual(
+        diffs.map((diff) => [diff.previous_version, diff.topology_version, diff.changes.map((change) => change.node_id)]),
+        [[quiet, quiet + 1, ['heard-1']]],
+      );
     } finally {
       await reader.close();
     }
@@ -57,7 +60,11 @@ describe('topology-diff relay on the in-process bus', () => {
     const again: BusMessage[] = [];
     const back = await t.server.bus.subscribe({ group: 'late-reader', topics: [topics.topologyDiff], start: 'earliest', handler: async (batch) => void again.push(...batch) });
     try {
-      await pollUntil(async () => again.length, (count) => count >= 1, { timeoutMs: 10_000, what: 'the diff written while the group had no member' });
+      await pollUntil(
+        async () => again.length,
+        (count) => count >= 1,
+        { timeoutMs: 10_000, what: 'the diff written while the group had no member' },
+      );
       assert.equal((JSON.parse((again[0] as BusMessage).value) as { payload: TopologyDiffPayload }).payload.previous_version, quiet + 1);
     } finally {
       await back.close();
@@ -97,15 +104,29 @@ describe('topology-diff relay on the in-process bus', () => {
     const relay = new TopologyDiffRelay({ bus, registry: t.server.registry, topic: 'sized.topology-diff', registryId: 'relay-test', logger: testLogger, maxEventBytes: limit, standbyPollMs: 50 });
     relay.start();
     try {
-      await pollUntil(async () => relay.publishedVersion, (version) => version === to, { timeoutMs: 10_000, what: `the relay at ${to}` });
-      await pollUntil(async () => seen.length, (count) => count > 0 && (JSON.parse((seen.at(-1) as BusMessage).value) as { payload: TopologyDiffPayload }).payload.topology_version === to, { timeoutMs: 10_000, what: 'the last diff' });
+      await pollUntil(
+        async () => relay.publishedVersion,
+        (version) => version === to,
+        { timeoutMs: 10_000, what: `the relay at ${to}` },
+      );
+      await pollUntil(
+        async () => seen.length,
+        (count) => count > 0 && (JSON.parse((seen.at(-1) as BusMessage).value) as { payload: TopologyDiffPayload }).payload.topology_version === to,
+        { timeoutMs: 10_000, what: 'the last diff' },
+      );
       const from = 0; // the first version there is
       const diffs = seen.map((message) => ({ bytes: Buffer.byteLength(message.value), payload: (JSON.parse(message.value) as { payload: TopologyDiffPayload }).payload }));
       assert.ok(diffs.length >= 4, `${diffs.length} diffs for more than 30 KB of records`);
       for (const diff of diffs) assert.ok(diff.bytes <= limit, `a diff of ${diff.bytes} bytes`);
       // Chained: each follows the one before, from where the relay started, with every version once.
-      assert.deepEqual(diffs.map((diff) => diff.payload.previous_version), [from, ...diffs.slice(0, -1).map((diff) => diff.payload.topology_version)]);
-      assert.deepEqual(diffs.flatMap((diff) => diff.payload.changes.map((change) => change.version)), Array.from({ length: to - from }, (_, i) => from + 1 + i));
+      assert.deepEqual(
+        diffs.map((diff) => diff.payload.previous_version),
+        [from, ...diffs.slice(0, -1).map((diff) => diff.payload.topology_version)],
+      );
+      assert.deepEqual(
+        diffs.flatMap((diff) => diff.payload.changes.map((change) => change.version)),
+        Array.from({ length: to - from }, (_, i) => from + 1 + i),
+      );
     } finally {
       await relay.stop();
       await reader.close();

@@ -14,7 +14,10 @@ import { startTestServer, type TestServer } from '../support/server.js';
 
 /** A bus that refuses the first `failures` publishes to one topic. */
 class FlakyTopicBus extends MemoryBus {
-  constructor(private readonly flakyTopic: string, public failures: number) {
+  constructor(
+    private readonly flakyTopic: string,
+    public failures: number,
+  ) {
     super();
   }
 
@@ -43,7 +46,12 @@ describe('topology-diff relay with namespace topics', () => {
   });
 
   it('splits a batch per topic and retries a failed topic without repeating the others', async () => {
-    for (const [nodeId, namespace] of [['a-1', 'default'], ['b-1', 'beta'], ['a-2', 'default'], ['b-2', 'beta']] as const) {
+    for (const [nodeId, namespace] of [
+      ['a-1', 'default'],
+      ['b-1', 'beta'],
+      ['a-2', 'default'],
+      ['b-2', 'beta'],
+    ] as const) {
       await client.introspect({ node_id: nodeId, node_type: 'worker', namespace, reason: 'startup' });
     }
     const through = t.server.registry.view.version;
@@ -53,22 +61,36 @@ describe('topology-diff relay with namespace topics', () => {
     const relay = new TopologyDiffRelay({ bus, registry: t.server.registry, topic: topics.topologyDiff, namespaceTopics: ['beta'], registryId: 'relay-test', logger: testLogger, standbyPollMs: 50 });
     relay.start();
     try {
-      await pollUntil(async () => relay.publishedVersion, (version) => version !== null && version >= through, { timeoutMs: 20_000, what: 'the relay to publish the backlog' });
+      await pollUntil(
+        async () => relay.publishedVersion,
+        (version) => version !== null && version >= through,
+        { timeoutMs: 20_000, what: 'the relay to publish the backlog' },
+      );
       await relay.drain();
       const diffsOn = (topic: string): TopologyDiffPayload[] =>
         seen.filter((message) => message.topic === topic).map((message) => (JSON.parse(message.value) as { payload: TopologyDiffPayload }).payload);
-      await pollUntil(async () => diffsOn(betaTopic).length, (count) => count >= 1, { timeoutMs: 10_000, what: 'beta\'s diff' });
-      assert.equal(bus.failures, 0, 'beta\'s topic was retried');
+      await pollUntil(
+        async () => diffsOn(betaTopic).length,
+        (count) => count >= 1,
+        { timeoutMs: 10_000, what: "beta's diff" },
+      );
+      assert.equal(bus.failures, 0, "beta's topic was retried");
       const shared = diffsOn(topics.topologyDiff);
       const beta = diffsOn(betaTopic);
       assert.equal(shared.length, 1, 'the shared topic got its diff once, despite the retries of the batch');
       assert.equal(beta.length, 1);
-      assert.deepEqual(shared[0]?.changes.map((change) => change.node_id).filter((id) => id.startsWith('a-')), ['a-1', 'a-2']);
+      assert.deepEqual(
+        shared[0]?.changes.map((change) => change.node_id).filter((id) => id.startsWith('a-')),
+        ['a-1', 'a-2'],
+      );
       assert.equal(shared[0]?.namespace, undefined);
-      assert.deepEqual(beta[0]?.changes.map((change) => change.node_id), ['b-1', 'b-2']);
+      assert.deepEqual(
+        beta[0]?.changes.map((change) => change.node_id),
+        ['b-1', 'b-2'],
+      );
       assert.equal(beta[0]?.namespace, 'beta');
       assert.equal(beta[0]?.previous_version, 0);
-      assert.equal(beta[0]?.summary.total_nodes, 2, 'beta\'s nodes only');
+      assert.equal(beta[0]?.summary.total_nodes, 2, "beta's nodes only");
       assert.equal(shared[0]?.summary.total_nodes, 3, 'the shared topic counts the namespaces it carries');
       const { store } = t.server.registry;
       assert.equal(await store.projectionPosition(relayTopicProjection(betaTopic)), beta[0]?.topology_version);
@@ -77,10 +99,17 @@ describe('topology-diff relay with namespace topics', () => {
       // The next change of beta follows beta's last diff, however many versions went elsewhere.
       await client.introspect({ node_id: 'a-3', node_type: 'worker', namespace: 'default', reason: 'startup' });
       await client.introspect({ node_id: 'b-3', node_type: 'worker', namespace: 'beta', reason: 'startup' });
-      await pollUntil(async () => diffsOn(betaTopic).length, (count) => count >= 2, { timeoutMs: 10_000, what: 'beta\'s second diff' });
+      await pollUntil(
+        async () => diffsOn(betaTopic).length,
+        (count) => count >= 2,
+        { timeoutMs: 10_000, what: "beta's second diff" },
+      );
       const next = diffsOn(betaTopic)[1];
       assert.equal(next?.previous_version, beta[0]?.topology_version);
-      assert.deepEqual(next?.changes.map((change) => change.node_id), ['b-3']);
+      assert.deepEqual(
+        next?.changes.map((change) => change.node_id),
+        ['b-3'],
+      );
     } finally {
       await relay.stop();
       await reader.close();

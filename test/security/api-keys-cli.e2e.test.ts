@@ -24,7 +24,10 @@ describe('secure by default', () => {
   });
 
   it('serves 0.0.0.0 when started --insecure (flag or ROLLCALL_INSECURE=true)', async () => {
-    for (const [args, env] of [[['--insecure'], {}], [[], { ROLLCALL_INSECURE: 'true' }]] as const) {
+    for (const [args, env] of [
+      [['--insecure'], {}],
+      [[], { ROLLCALL_INSECURE: 'true' }],
+    ] as const) {
       const port = await freePort();
       const proc = spawnCli(['serve', '--host', '0.0.0.0', '--port', String(port), '--database-url', database.url, ...args], { env });
       await proc.waitForLine('stderr', /serving http/, 20_000);
@@ -43,7 +46,10 @@ describe('secure by default', () => {
 
     const listed = await runCli(['key', 'list', '--json', '--database-url', database.url]);
     const keys = JSON.parse(listed.stdout) as Array<Record<string, unknown>>;
-    assert.deepEqual(keys.map((entry) => [entry.id, entry.scope, entry.namespace, entry.name]), [[id, 'admin', '*', 'ops']]);
+    assert.deepEqual(
+      keys.map((entry) => [entry.id, entry.scope, entry.namespace, entry.name]),
+      [[id, 'admin', '*', 'ops']],
+    );
     assert.ok(!listed.stdout.includes(key.slice(-43)));
 
     const port = await freePort();

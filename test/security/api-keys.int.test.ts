@@ -90,7 +90,10 @@ describe('scopes', () => {
     );
     assert.equal(audit.status, 200, JSON.stringify(audit.body));
     const readerId = keys.alphaReader.split('_')[1];
-    assert.ok(audit.body.entries.some((entry) => entry.actor === readerId && entry.reason === 'scope' && entry.namespace === 'alpha'), JSON.stringify(audit.body));
+    assert.ok(
+      audit.body.entries.some((entry) => entry.actor === readerId && entry.reason === 'scope' && entry.namespace === 'alpha'),
+      JSON.stringify(audit.body),
+    );
   });
 });
 
@@ -100,7 +103,7 @@ describe('namespaces', () => {
     assert.equal((await json(`${t.url}/api/v1/nodes/register`, { body: dagi('b-1'), headers: bearer(keys.betaWriter) })).status, 201);
   });
 
-  it('writes default to the key\'s namespace', async () => {
+  it("writes default to the key's namespace", async () => {
     const a = await json<{ namespace: string }>(`${t.url}/api/v1/nodes/a-1?namespace=alpha`, { headers: bearer(keys.alphaReader) });
     assert.equal(a.status, 200);
     assert.equal(a.body.namespace, 'alpha');
@@ -124,7 +127,14 @@ describe('namespaces', () => {
     await expectProblem(json(`${t.url}/api/v1/introspection`, { body: { node_id: 'b-1', node_type: 'effect', node_version: '1.0.0', namespace: 'beta' }, headers }), 403, 'FORBIDDEN_NAMESPACE');
     await expectProblem(
       json(`${t.url}/api/v1/introspection`, {
-        body: { envelope_version: '1.0', event_id: '00000000-0000-4000-8000-000000000001', event_type: 'NODE_INTROSPECTION', timestamp: new Date().toISOString(), source_service: 'x', payload: { node_id: 'b-1', node_type: 'effect', node_version: '1.0.0', metadata: { namespace: 'beta' } } },
+        body: {
+          envelope_version: '1.0',
+          event_id: '00000000-0000-4000-8000-000000000001',
+          event_type: 'NODE_INTROSPECTION',
+          timestamp: new Date().toISOString(),
+          source_service: 'x',
+          payload: { node_id: 'b-1', node_type: 'effect', node_version: '1.0.0', metadata: { namespace: 'beta' } },
+        },
         headers,
       }),
       403,
@@ -137,7 +147,7 @@ describe('namespaces', () => {
     assert.ok(((await denials()).namespace ?? 0) >= (seen.namespace ?? 0) + 6);
   });
 
-  it('refuses reads naming another namespace and filters lists to the key\'s own', async () => {
+  it("refuses reads naming another namespace and filters lists to the key's own", async () => {
     const headers = bearer(keys.alphaReader);
     await expectProblem(json(`${t.url}/api/v1/nodes?namespace=beta`, { headers }), 403, 'FORBIDDEN_NAMESPACE');
     await expectProblem(json(`${t.url}/api/v1/nodes/b-1?namespace=beta`, { headers }), 403, 'FORBIDDEN_NAMESPACE');
@@ -164,7 +174,7 @@ describe('namespaces', () => {
     assert.deepEqual(namespacesOf(admin.body.nodes).sort(), ['alpha', 'beta', 'default']);
   });
 
-  it('filters the topology stream to the key\'s namespace', async () => {
+  it("filters the topology stream to the key's namespace", async () => {
     const controller = new AbortController();
     const response = await fetch(`${t.url}/api/v1/topology/stream?since=0`, { headers: bearer(keys.alphaReader), signal: controller.signal });
     assert.equal(response.status, 200);
@@ -194,7 +204,10 @@ describe('consul API', () => {
     await expectProblem(json(`${t.url}/v1/agent/services?ns=beta`, { headers: { 'x-consul-token': keys.alphaReader } }), 403, 'FORBIDDEN_NAMESPACE');
     await expectProblem(json(`${t.url}/v1/catalog/service/worker?ns=beta`, { headers: { 'x-consul-token': keys.alphaReader } }), 403, 'FORBIDDEN_NAMESPACE');
     const catalog = await json<Array<{ ServiceID: string }>>(`${t.url}/v1/catalog/service/worker`, { headers: { 'x-consul-token': keys.alphaReader } });
-    assert.deepEqual(catalog.body.map((entry) => entry.ServiceID), ['a-1']);
+    assert.deepEqual(
+      catalog.body.map((entry) => entry.ServiceID),
+      ['a-1'],
+    );
   });
 });
 
@@ -268,8 +281,9 @@ describe('rate limits', () => {
     // stop one summary counting the other three.
     const store = await openStore({ kind: 'postgres', url: database.url });
     try {
-      const limitedEntries = (await store.queryAudit({ action: 'auth.denied', decision: 'denied', limit: 1000 }))
-        .filter((entry) => entry.reason === 'rate_limited' && entry.details.route === '/api/v1/nodes' && !String(entry.actor).startsWith('address:'));
+      const limitedEntries = (await store.queryAudit({ action: 'auth.denied', decision: 'denied', limit: 1000 })).filter(
+        (entry) => entry.reason === 'rate_limited' && entry.details.route === '/api/v1/nodes' && !String(entry.actor).startsWith('address:'),
+      );
       assert.equal(limitedEntries.length, 2, JSON.stringify(limitedEntries));
       assert.deepEqual(limitedEntries.map((entry) => entry.details.repeated ?? 0).sort(), [0, 3]);
     } finally {

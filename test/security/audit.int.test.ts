@@ -29,10 +29,13 @@ describe('audit log', () => {
     assert.equal(registered.status, 201);
     assert.equal((await json(`${t.url}/api/v1/nodes/n1?namespace=aud&reason=maintenance`, { method: 'DELETE' })).status, 200);
     const entries = (await page('namespace=aud')).entries;
-    assert.deepEqual(entries.map((entry) => [entry.action, entry.node_id, entry.decision, entry.actor]), [
-      ['node.deregister', 'n1', 'allowed', 'anonymous'],
-      ['node.register', 'n1', 'allowed', 'anonymous'],
-    ]);
+    assert.deepEqual(
+      entries.map((entry) => [entry.action, entry.node_id, entry.decision, entry.actor]),
+      [
+        ['node.deregister', 'n1', 'allowed', 'anonymous'],
+        ['node.register', 'n1', 'allowed', 'anonymous'],
+      ],
+    );
     assert.equal(entries[0]?.reason, 'maintenance');
   });
 
@@ -43,12 +46,21 @@ describe('audit log', () => {
     }
     audit.record({ actor: 'key-9', action: 'auth.allowed', namespace: 'aud-page', decision: 'allowed' });
     const first = await page('namespace=aud-page&action=auth.denied&decision=denied&limit=2');
-    assert.deepEqual(first.entries.map((entry) => entry.actor), ['key-4', 'key-3']);
+    assert.deepEqual(
+      first.entries.map((entry) => entry.actor),
+      ['key-4', 'key-3'],
+    );
     assert.ok(first.next_cursor);
     const second = await page(`namespace=aud-page&action=auth.denied&decision=denied&limit=2&cursor=${first.next_cursor}`);
-    assert.deepEqual(second.entries.map((entry) => entry.actor), ['key-2', 'key-1']);
+    assert.deepEqual(
+      second.entries.map((entry) => entry.actor),
+      ['key-2', 'key-1'],
+    );
     const third = await page(`namespace=aud-page&action=auth.denied&decision=denied&limit=2&cursor=${second.next_cursor ?? ''}`);
-    assert.deepEqual(third.entries.map((entry) => entry.actor), ['key-0']);
+    assert.deepEqual(
+      third.entries.map((entry) => entry.actor),
+      ['key-0'],
+    );
     assert.equal(third.next_cursor, null);
     assert.equal((await page('namespace=aud-page&decision=allowed')).entries.length, 1);
     assert.equal((await page(`namespace=aud-page&since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).entries.length, 0);
@@ -68,7 +80,10 @@ describe('audit log', () => {
     audit.record({ actor: 'jwt:a\u0000b', action: 'auth.denied', namespace: 'aud-text', decision: 'denied', reason: 'bad \uD800', details: { ['k\uDC00']: ['\u0000'] } });
     audit.record({ actor: 'key-after', action: 'auth.denied', namespace: 'aud-text', decision: 'denied' });
     const entries = (await page('namespace=aud-text')).entries;
-    assert.deepEqual(entries.map((entry) => entry.actor), ['key-after', 'jwt:a\uFFFDb']);
+    assert.deepEqual(
+      entries.map((entry) => entry.actor),
+      ['key-after', 'jwt:a\uFFFDb'],
+    );
     assert.equal(entries[1]?.reason, 'bad \uFFFD');
     assert.deepEqual(entries[1]?.details, { ['k\uFFFD']: ['\uFFFD'] });
   });

@@ -58,7 +58,10 @@ describe('identity API', () => {
     const response = await json<Svid>(`${t.url}/api/v1/identity/svid`, { body: { token: await token('orchestrator'), csr: pem, node_id: 'orch-1', node_type: 'orchestrator' } });
     assert.equal(response.status, 201, JSON.stringify(response.body));
     const cert = new X509Certificate(response.body.certificate);
-    const uris = cert.getExtension(SubjectAlternativeNameExtension)?.names.items.filter((name) => name.type === 'url').map((name) => name.value);
+    const uris = cert
+      .getExtension(SubjectAlternativeNameExtension)
+      ?.names.items.filter((name) => name.type === 'url')
+      .map((name) => name.value);
     assert.deepEqual(uris, ['spiffe://identity.test/node/orchestrator/orch-1']);
     assert.equal(response.body.spiffe_id, 'spiffe://identity.test/node/orchestrator/orch-1');
     assert.equal(cert.notAfter.getTime() - cert.notBefore.getTime(), 1800 * 1000);
@@ -83,7 +86,11 @@ describe('identity API', () => {
     const single = await token('registry');
     const first = await json(`${t.url}/api/v1/identity/svid`, { body: { token: single, csr: (await makeCsr()).pem, node_id: 'reg-1', node_type: 'registry' } });
     assert.equal(first.status, 201);
-    const reused = await expectProblem(json(`${t.url}/api/v1/identity/svid`, { body: { token: single, csr: (await makeCsr()).pem, node_id: 'reg-2', node_type: 'registry' } }), 401, 'JOIN_TOKEN_INVALID');
+    const reused = await expectProblem(
+      json(`${t.url}/api/v1/identity/svid`, { body: { token: single, csr: (await makeCsr()).pem, node_id: 'reg-2', node_type: 'registry' } }),
+      401,
+      'JOIN_TOKEN_INVALID',
+    );
     assert.match(reused.detail, /already been used/);
 
     const forReducers = await token('reducer');
@@ -94,7 +101,11 @@ describe('identity API', () => {
 
     const shortLived = await token('reducer', { ttl_seconds: 1 });
     await new Promise((resolve) => setTimeout(resolve, 1100));
-    const expired = await expectProblem(json(`${t.url}/api/v1/identity/svid`, { body: { token: shortLived, csr: (await makeCsr()).pem, node_id: 'x-2', node_type: 'reducer' } }), 401, 'JOIN_TOKEN_INVALID');
+    const expired = await expectProblem(
+      json(`${t.url}/api/v1/identity/svid`, { body: { token: shortLived, csr: (await makeCsr()).pem, node_id: 'x-2', node_type: 'reducer' } }),
+      401,
+      'JOIN_TOKEN_INVALID',
+    );
     assert.match(expired.detail, /expired/);
 
     await expectProblem(json(`${t.url}/api/v1/identity/svid`, { body: { token: 'rcjt_nope', csr: (await makeCsr()).pem, node_id: 'x-3', node_type: 'reducer' } }), 401, 'JOIN_TOKEN_INVALID');
@@ -104,7 +115,9 @@ describe('identity API', () => {
     const count = (code: string): number => counted.filter((value) => value.labels.action === 'identity.svid' && value.labels.code === code).reduce((sum, value) => sum + value.value, 0);
     assert.equal(count('JOIN_TOKEN_INVALID'), 3);
     assert.equal(count('JOIN_TOKEN_FORBIDDEN'), 1);
-    const audit = await json<{ entries: { node_id: string | null; decision: string; reason: string | null; details: Record<string, unknown> }[] }>(`${t.url}/api/v1/audit?action=identity.svid&limit=1000`);
+    const audit = await json<{ entries: { node_id: string | null; decision: string; reason: string | null; details: Record<string, unknown> }[] }>(
+      `${t.url}/api/v1/audit?action=identity.svid&limit=1000`,
+    );
     assert.equal(audit.status, 200, JSON.stringify(audit.body));
     const denied = audit.body.entries.filter((entry) => entry.decision === 'denied' && ['reg-2', 'x-1', 'x-2', 'x-3'].includes(String(entry.node_id)));
     assert.deepEqual(denied.map((entry) => `${entry.node_id} ${entry.reason}`).sort(), ['reg-2 JOIN_TOKEN_INVALID', 'x-1 JOIN_TOKEN_FORBIDDEN', 'x-2 JOIN_TOKEN_INVALID', 'x-3 JOIN_TOKEN_INVALID']);
@@ -150,7 +163,10 @@ describe('identity API', () => {
 
     const bySerial = await json<{ serial: string }>(`${t.url}/api/v1/identity/revocations`, { body: { serial: a.body.serial.toUpperCase(), reason: 'key_compromise' } });
     assert.equal(bySerial.status, 201, JSON.stringify(bySerial.body));
-    const revokedA = await verifySvidChain(a.body.certificate, await bundle(), new Date(), identity).then(() => null, (error: unknown) => error);
+    const revokedA = await verifySvidChain(a.body.certificate, await bundle(), new Date(), identity).then(
+      () => null,
+      (error: unknown) => error,
+    );
     assert.equal((revokedA as { code?: string }).code, 'SVID_REVOKED');
     await expectProblem(json(`${t.url}/api/v1/identity/svid/renew`, { body: { certificate: a.body.certificate, csr: (await makeCsr(one.keys)).pem } }), 401, 'SVID_REVOKED');
 

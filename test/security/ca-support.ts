@@ -13,16 +13,18 @@ export async function nodeKeys(): Promise<CryptoKeyPair> {
   return webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
 }
 
-
 /** A PEM CSR signed by `keys`, asking for `spiffeId` in its SAN when given. */
 export async function makeCsr(keys?: CryptoKeyPair, spiffeId?: string): Promise<{ pem: string; keys: CryptoKeyPair; csr: Pkcs10CertificateRequest }> {
   const pair = keys ?? (await nodeKeys());
-  const csr = await Pkcs10CertificateRequestGenerator.create({
-    name: 'CN=node',
-    keys: pair,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    ...(spiffeId ? { extensions: [new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])] } : {}),
-  }, webcrypto);
+  const csr = await Pkcs10CertificateRequestGenerator.create(
+    {
+      name: 'CN=node',
+      keys: pair,
+      signingAlgorithm: SIGNING_ALGORITHM,
+      ...(spiffeId ? { extensions: [new SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])] } : {}),
+    },
+    webcrypto,
+  );
   return { pem: csr.toString('pem'), keys: pair, csr };
 }
 

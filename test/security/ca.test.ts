@@ -45,7 +45,10 @@ describe('certificate authority', () => {
     const issued = await ca.issue(pem, spiffeId, 3600, { namespace: 'team-a', now });
     const cert = new X509Certificate(issued.certificate);
     const san = cert.getExtension(SubjectAlternativeNameExtension);
-    assert.deepEqual(san?.names.items.map((name) => [name.type, name.value]), [['url', 'spiffe://rollcall.test/node/orchestrator/orch-1']]);
+    assert.deepEqual(
+      san?.names.items.map((name) => [name.type, name.value]),
+      [['url', 'spiffe://rollcall.test/node/orchestrator/orch-1']],
+    );
     assert.equal(cert.notBefore.toISOString(), now.toISOString());
     assert.equal(cert.notAfter.getTime() - cert.notBefore.getTime(), 3600 * 1000);
     assert.equal(cert.getExtension(KeyUsagesExtension)?.usages, KeyUsageFlags.digitalSignature);
@@ -103,7 +106,10 @@ describe('certificate authority', () => {
     for (const bad of ['spiffe://td/node/registry', 'spiffe://TD/node/a/b', 'https://td/node/a/b', 'spiffe://td/node/a/..', 'spiffe://td/node/a/b%20c', 'spiffe://td/node/a/b/c']) {
       assert.equal(parseSpiffeId(bad), null, bad);
     }
-    assert.throws(() => nodeSpiffeId(TD, 'registry', 'host:9205'), (error: unknown) => error instanceof RollcallError && error.code === 'VALIDATION_FAILED');
+    assert.throws(
+      () => nodeSpiffeId(TD, 'registry', 'host:9205'),
+      (error: unknown) => error instanceof RollcallError && error.code === 'VALIDATION_FAILED',
+    );
   });
 
   it('loads a CA from PEM and refuses a key of another CA', async () => {

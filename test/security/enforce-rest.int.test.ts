@@ -64,7 +64,6 @@ function asKey(key: string, path: string, init: { method?: string; body?: unknow
   return tlsJson(`${t.url}${path}`, plain(), { ...init, headers: bearer(key) });
 }
 
-
 describe('enforce mode on the REST paths', () => {
   it('refuses a nodes:write key registering, heartbeating, deleting and using the Consul agent API, says how to fix it, and changes nothing', async () => {
     assert.equal((await asKey(keys.admin, '/api/v1/nodes/register', { body: dagi('held-1') })).status, 201);
@@ -105,7 +104,10 @@ describe('enforce mode on the REST paths', () => {
     assert.equal(refusals.length, attempts.length);
     assert.ok(refusals.every((entry) => entry.actor === keys.writerId && entry.details.code === 'NODE_IDENTITY_REQUIRED'));
     assert.deepEqual(
-      refusals.map((entry) => entry.node_id).filter((id) => id !== null).sort(),
+      refusals
+        .map((entry) => entry.node_id)
+        .filter((id) => id !== null)
+        .sort(),
       ['held-1', 'held-1', 'held-1', 'held-svc', 'new-1', 'new-svc'],
     );
   });
@@ -122,10 +124,14 @@ describe('enforce mode on the REST paths', () => {
     const operator = (await registry.audit('action=node.operator_write&decision=allowed&limit=1000')).filter((entry) => entry.node_id === 'ops-1' || entry.node_id === 'ops-svc');
     assert.equal(operator.length, 6);
     assert.ok(operator.every((entry) => entry.actor === keys.adminId && entry.details.credential === 'api_key'));
-    assert.deepEqual(
-      operator.map((entry) => entry.details.route).sort(),
-      ['/api/v1/nodes/:node_id', '/api/v1/nodes/heartbeat', '/api/v1/nodes/register', '/v1/agent/check/pass/:id', '/v1/agent/service/deregister/:id', '/v1/agent/service/register'],
-    );
+    assert.deepEqual(operator.map((entry) => entry.details.route).sort(), [
+      '/api/v1/nodes/:node_id',
+      '/api/v1/nodes/heartbeat',
+      '/api/v1/nodes/register',
+      '/v1/agent/check/pass/:id',
+      '/v1/agent/service/deregister/:id',
+      '/v1/agent/service/register',
+    ]);
   });
 
   it('lets the node itself write over mTLS with its SVID, and only itself', async () => {

@@ -63,7 +63,10 @@ const plain = (): TlsClient => ({ ca: tls.certificatePem });
 /** An SVID straight from the CA, for certificates enrolment would not hand out (expired ones). */
 async function issue(nodeId: string, nodeType: string, options: { namespace?: string; now?: Date; ttlSeconds?: number } = {}): Promise<TlsClient> {
   const { pem, keys: pair } = await makeCsr();
-  const issued = await ca.issue(pem, nodeSpiffeId(TRUST_DOMAIN, nodeType, nodeId), options.ttlSeconds ?? 3600, { namespace: options.namespace ?? 'default', ...(options.now ? { now: options.now } : {}) });
+  const issued = await ca.issue(pem, nodeSpiffeId(TRUST_DOMAIN, nodeType, nodeId), options.ttlSeconds ?? 3600, {
+    namespace: options.namespace ?? 'default',
+    ...(options.now ? { now: options.now } : {}),
+  });
   return { ca: tls.certificatePem, cert: issued.certificate, key: privateKeyPem(pair.privateKey) };
 }
 
@@ -120,7 +123,10 @@ describe('mTLS: a node authenticated by its SVID', () => {
   it('refuses the SVID naming another node with NODE_IDENTITY_MISMATCH, audits and counts it, and changes nothing', async () => {
     const other = await tlsJson(`${t.url}/api/v1/nodes/register`, plain(), { body: dagi({ node_id: 'worker-2', node_type: 'worker' }), headers: bearer(keys.admin) });
     assert.equal(other.status, 201, JSON.stringify(other.body));
-    assert.equal((await tlsJson(`${t.url}/v1/agent/service/register`, plain(), { method: 'PUT', body: { ID: 'cache-2', Name: 'cache', Check: { TTL: '30s' } }, headers: bearer(keys.admin) })).status, 200);
+    assert.equal(
+      (await tlsJson(`${t.url}/v1/agent/service/register`, plain(), { method: 'PUT', body: { ID: 'cache-2', Name: 'cache', Check: { TTL: '30s' } }, headers: bearer(keys.admin) })).status,
+      200,
+    );
     const node = await enrol('worker-3', 'worker');
     assert.equal((await tlsJson(`${t.url}/api/v1/nodes/register`, node, { body: dagi() })).status, 201);
     const before = await registry.topologyVersion();
@@ -137,7 +143,7 @@ describe('mTLS: a node authenticated by its SVID', () => {
       ['Consul check of another service', tlsJson(`${t.url}/v1/agent/check/pass/service:cache-2`, node, { method: 'PUT' })],
       ['heartbeat event of another node', tlsJson(`${t.url}/api/v1/events`, node, { body: envelope('NODE_HEARTBEAT', 'worker-2', { node_id: 'worker-2', health_status: 'unhealthy' }) })],
       ['tombstone event of another node', tlsJson(`${t.url}/api/v1/events`, node, { body: envelope('NODE_TOMBSTONE', 'worker-2', { node_id: 'worker-2', node_type: 'worker' }) })],
-      ['a write that is no node\'s', tlsJson(`${t.url}/api/v1/profiles/worker`, node, { method: 'PUT', body: { config: { replicas: 3 } } })],
+      ["a write that is no node's", tlsJson(`${t.url}/api/v1/profiles/worker`, node, { method: 'PUT', body: { config: { replicas: 3 } } })],
     ];
     for (const [what, attempt] of attempts) {
       const problem = assertProblem(await attempt, 403, 'NODE_IDENTITY_MISMATCH');
@@ -222,7 +228,15 @@ describe('mTLS: require', () => {
   before(async () => {
     strict = await startTestServer({
       store: 'pglite',
-      config: { dataDir: 'memory://', tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile, caCertFile: caFiles.certFile, caKeyFile: caFiles.keyFile, trustDomain: TRUST_DOMAIN, tlsClientAuth: 'require' },
+      config: {
+        dataDir: 'memory://',
+        tlsCertFile: tls.certFile,
+        tlsKeyFile: tls.keyFile,
+        caCertFile: caFiles.certFile,
+        caKeyFile: caFiles.keyFile,
+        trustDomain: TRUST_DOMAIN,
+        tlsClientAuth: 'require',
+      },
     });
   });
   after(async () => {
@@ -253,7 +267,16 @@ describe('mTLS: configuration', () => {
     await assert.rejects(
       startTestServer({
         store: 'pglite',
-        config: { host: '0.0.0.0', dataDir: 'memory://', tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile, caCertFile: caFiles.certFile, caKeyFile: caFiles.keyFile, trustDomain: TRUST_DOMAIN, tlsClientAuth: 'off' },
+        config: {
+          host: '0.0.0.0',
+          dataDir: 'memory://',
+          tlsCertFile: tls.certFile,
+          tlsKeyFile: tls.keyFile,
+          caCertFile: caFiles.certFile,
+          caKeyFile: caFiles.keyFile,
+          trustDomain: TRUST_DOMAIN,
+          tlsClientAuth: 'off',
+        },
       }),
       (error: unknown) => error instanceof RollcallError && error.code === 'CONFIG_INVALID' && error.details?.field === 'host',
     );

@@ -139,7 +139,12 @@ describe('signed introspection attacks', () => {
     });
     await intake.start();
     const letters: string[] = [];
-    const reader = await bus.subscribe({ group: 'reader', topics: [topics.deadLetter], start: 'earliest', handler: async (batch) => void letters.push(...batch.map((m) => m.headers[DEAD_LETTER_HEADERS.reason] ?? '')) });
+    const reader = await bus.subscribe({
+      group: 'reader',
+      topics: [topics.deadLetter],
+      start: 'earliest',
+      handler: async (batch) => void letters.push(...batch.map((m) => m.headers[DEAD_LETTER_HEADERS.reason] ?? '')),
+    });
     try {
       const before = await rejections(t.server.registry);
       const good = await signEnvelope(introspection('node-a', 'worker', { capabilities: { slots: 16 } }), nodeA);
@@ -152,7 +157,11 @@ describe('signed introspection attacks', () => {
       await bus.publish(topics.heartbeat, [{ key: 'node-a', value: JSON.stringify(heartbeat) }]);
       // The same signed heartbeat published again is a replay, not a redelivery.
       await bus.publish(topics.heartbeat, [{ key: 'node-a', value: JSON.stringify(heartbeat) }]);
-      await pollUntil(async () => letters.length, (count) => count >= 3, { timeoutMs: 10_000, what: 'the dead letters' });
+      await pollUntil(
+        async () => letters.length,
+        (count) => count >= 3,
+        { timeoutMs: 10_000, what: 'the dead letters' },
+      );
       assert.deepEqual([...letters].sort(), ['IDENTITY_MISMATCH', 'REPLAYED_EVENT', 'SIGNATURE_REQUIRED']);
       const after = await rejections(t.server.registry);
       for (const code of ['IDENTITY_MISMATCH', 'REPLAYED_EVENT', 'SIGNATURE_REQUIRED']) assert.equal(after[code], (before[code] ?? 0) + 1, code);

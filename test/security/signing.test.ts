@@ -60,7 +60,9 @@ describe('envelope signatures', () => {
     const event = await signed();
     assert.equal(event.security?.signature_algorithm, 'ES256');
     assert.equal(event.security?.spiffe_id, svid.spiffeId);
-    const key = await crypto.subtle.importKey('spki', new X509Certificate(svid.certificatePem).publicKey.export({ type: 'spki', format: 'der' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+    const key = await crypto.subtle.importKey('spki', new X509Certificate(svid.certificatePem).publicKey.export({ type: 'spki', format: 'der' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, [
+      'verify',
+    ]);
     assert.ok(await verifyEnvelopeSignature(event, String(event.security?.signature), key));
     // Key order does not matter; the signed_at does.
     const { payload, ...rest } = event;
@@ -129,7 +131,10 @@ describe('envelope signatures', () => {
     });
     await agent.start();
     await agent.stop();
-    assert.deepEqual(published.map((event) => event.event_type), ['NODE_INTROSPECTION', 'NODE_TOMBSTONE']);
+    assert.deepEqual(
+      published.map((event) => event.event_type),
+      ['NODE_INTROSPECTION', 'NODE_TOMBSTONE'],
+    );
     const { verifier: v } = verifier();
     for (const event of published) assert.ok(await v.verify(event, { namespace: 'default', node_id: 'w-1', node_type: 'worker' }, { source: 'bus' }));
   });
@@ -141,7 +146,10 @@ describe('envelope signatures', () => {
     assert.equal(rejections[0]?.code, 'SIGNATURE_REQUIRED');
     assert.equal(rejections[0]?.accepted, true);
     const counted = (await metrics.getSingleMetric('rollcall_signature_rejections_total')?.get())?.values ?? [];
-    assert.deepEqual(counted.map((value) => [value.labels, value.value]), [[{ reason: 'SIGNATURE_REQUIRED', mode: 'permissive' }, 1]]);
+    assert.deepEqual(
+      counted.map((value) => [value.labels, value.value]),
+      [[{ reason: 'SIGNATURE_REQUIRED', mode: 'permissive' }, 1]],
+    );
     const off = new IntrospectionVerifier({ mode: 'off', trustSource: null, maxSkewMs: 1000, replayCacheSize: 1, defaultNamespace: 'default', logger: testLogger, metrics: new client.Registry() });
     assert.equal(await off.verify(null, { namespace: 'default', node_id: 'x' }, { source: 'http' }), null);
   });

@@ -63,7 +63,9 @@ describe('chain of trust: CA, join token, SVID, signed announcements', () => {
     assert.equal((await json<{ version: number }>(`${t.url}/api/v1/topology`)).body.version, version);
 
     // Unsigned: refused in enforce mode.
-    const unsigned = await json<{ code: string }>(`${t.url}/api/v1/introspection`, { body: envelope('NODE_INTROSPECTION', 'orchestrator-3', { node_id: 'orchestrator-3', node_type: 'orchestrator' }) });
+    const unsigned = await json<{ code: string }>(`${t.url}/api/v1/introspection`, {
+      body: envelope('NODE_INTROSPECTION', 'orchestrator-3', { node_id: 'orchestrator-3', node_type: 'orchestrator' }),
+    });
     assert.equal(unsigned.body.code, 'SIGNATURE_REQUIRED');
 
     // Revoked by SPIFFE ID: its next announcement is refused.

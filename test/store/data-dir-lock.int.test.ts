@@ -95,7 +95,7 @@ describe('data folder lock', () => {
     });
   });
 
-  it('gives a dead holder\'s folder to exactly one of many racing takers', async () => {
+  it("gives a dead holder's folder to exactly one of many racing takers", async () => {
     const dataDir = await folder();
     await writeHolder(dataDir, { pid: await deadPid() });
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => DataDirLock.acquire(dataDir, { command: 'serve' })));

@@ -72,7 +72,10 @@ describe('PostgreSQL store across connections', () => {
     });
     await Promise.all(batches);
     const page = await a.changesSince(start, 1000);
-    assert.deepEqual(page.changes.map((c) => c.version), Array.from({ length: 200 }, (_, i) => start + i + 1));
+    assert.deepEqual(
+      page.changes.map((c) => c.version),
+      Array.from({ length: 200 }, (_, i) => start + i + 1),
+    );
   });
 
   it('orders racing writes of one node by their key lock: the newest incarnation wins, versions follow', async () => {
@@ -92,9 +95,16 @@ describe('PostgreSQL store across connections', () => {
     const changes = (await a.changesSince(start, 1000)).changes.filter((c) => c.node_id === 'contended');
     assert.equal(changes.length, 20 - rejected.length);
     const seen = changes.map((c) => c.node.incarnation);
-    assert.deepEqual(seen, [...seen].sort((x, y) => x - y), 'each accepted write is newer than the one before it');
+    assert.deepEqual(
+      seen,
+      [...seen].sort((x, y) => x - y),
+      'each accepted write is newer than the one before it',
+    );
     assert.equal(seen.at(-1), 20);
     const versions = (await a.changesSince(start, 1000)).changes.map((c) => c.version);
-    assert.deepEqual(versions, Array.from({ length: versions.length }, (_, i) => start + i + 1));
+    assert.deepEqual(
+      versions,
+      Array.from({ length: versions.length }, (_, i) => start + i + 1),
+    );
   });
 });

@@ -127,7 +127,13 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
     });
 
     it('renews leases in the narrow table and finds lapsed ones, honouring the grace start', async () => {
-      await store.applyWrites([{ kind: 'register', registration: reg('lease-a') }, { kind: 'register', registration: reg('lease-b') }], T0);
+      await store.applyWrites(
+        [
+          { kind: 'register', registration: reg('lease-a') },
+          { kind: 'register', registration: reg('lease-b') },
+        ],
+        T0,
+      );
       const renewed = await store.renewLeases([
         { namespace: 'default', node_id: 'lease-a', incarnation: 0, atMs: T0 + 20_000 },
         { namespace: 'default', node_id: 'lease-b', incarnation: 99, atMs: T0 + 20_000 },
@@ -166,14 +172,20 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const version = await store.currentVersion();
       const page = await store.changesSince(0, 1000);
       assert.equal(page.changes.length, version);
-      assert.deepEqual(page.changes.map((c) => c.version), Array.from({ length: version }, (_, i) => i + 1));
+      assert.deepEqual(
+        page.changes.map((c) => c.version),
+        Array.from({ length: version }, (_, i) => i + 1),
+      );
       const latest = page.changes.at(-1);
       assert.equal(typeof latest?.node.node_id, 'string');
       const loaded = await store.loadNodes();
       assert.equal(loaded.version, version);
       assert.ok(loaded.nodes.some((n) => n.node_id === 'exp' && n.status === 'offline'));
       const tail = await store.changesSince(version - 2, 1);
-      assert.deepEqual(tail.changes.map((c) => c.version), [version - 1]);
+      assert.deepEqual(
+        tail.changes.map((c) => c.version),
+        [version - 1],
+      );
     });
 
     it('stores the introspection shape with its JSON documents intact', async () => {
@@ -206,7 +218,10 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       assert.equal(pruned, before - 1);
       const page = await store.changesSince(0, 10);
       assert.equal(page.prunedThrough, before - 1);
-      assert.deepEqual(page.changes.map((c) => c.version), [before]);
+      assert.deepEqual(
+        page.changes.map((c) => c.version),
+        [before],
+      );
     });
 
     it('purges records that left before the retention cutoff, and only those', async () => {
@@ -243,7 +258,10 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
       const writes = Array.from({ length: 500 }, (_, i) => ({ kind: 'register' as const, registration: reg(`bulk-${i}`) }));
       const outcomes = await store.applyWrites(writes, T0);
       const versions = outcomes.map((o) => changed(o).change.version);
-      assert.deepEqual(versions, Array.from({ length: 500 }, (_, i) => start + i + 1));
+      assert.deepEqual(
+        versions,
+        Array.from({ length: 500 }, (_, i) => start + i + 1),
+      );
       assert.equal(await store.currentVersion(), start + 500);
     });
   });

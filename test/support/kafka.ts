@@ -39,9 +39,14 @@ export function requireKafka(): Promise<void> {
 const FILE_PREFIX = `t${TEST_RUN_TAG}-${randomUUID().slice(0, 6)}`;
 let madeTopics = false;
 
-/** A topic or consumer-group name of its own for one test, removed when the test file ends. */
+/** A topic or consumer-group name of its own for one test, removed from the broker when the test file ends. */
 export function testName(kind: string): string {
   madeTopics = true;
+  return uniqueName(kind);
+}
+
+/** The same kind of name for a bus that is not the shared broker (the in-process bus): nothing to remove. */
+export function uniqueName(kind: string): string {
   return `${FILE_PREFIX}-${kind}-${randomUUID().slice(0, 8)}`;
 }
 

@@ -22,7 +22,10 @@ try {
 
 // A run that never reached Kafka (the unit tier alone) has nothing there to look for.
 const kafka = new Kafka({ brokers: KAFKA_BROKERS.split(','), clientId: 'rollcall-test-leftovers', logLevel: logLevel.NOTHING, retry: { retries: 1 }, connectionTimeout: 2000 }).admin();
-const reachable = await kafka.connect().then(() => true, () => false);
+const reachable = await kafka.connect().then(
+  () => true,
+  () => false,
+);
 if (reachable) {
   try {
     const topics = (await kafka.listTopics()).filter((topic) => topic.startsWith(`t${tag}-`));

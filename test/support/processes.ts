@@ -128,16 +128,20 @@ export function spawnCli(args: string[], options: { env?: Record<string, string>
       return exit;
     },
     waitForLine(stream, pattern, timeoutMs) {
-      return waitUntil(() => {
-        // Only complete lines: a line still being written could match a prefix.
-        const text = output[stream];
-        const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-        for (const line of complete.split('\n')) {
-          const match = pattern.exec(line);
-          if (match) return match;
-        }
-        return undefined;
-      }, `${stream} line ${String(pattern)}`, timeoutMs === undefined ? PATIENCE_MS : patient(timeoutMs));
+      return waitUntil(
+        () => {
+          // Only complete lines: a line still being written could match a prefix.
+          const text = output[stream];
+          const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+          for (const line of complete.split('\n')) {
+            const match = pattern.exec(line);
+            if (match) return match;
+          }
+          return undefined;
+        },
+        `${stream} line ${String(pattern)}`,
+        timeoutMs === undefined ? PATIENCE_MS : patient(timeoutMs),
+      );
     },
     waitForExit(timeoutMs) {
       return waitUntil<Exit>(() => exit ?? undefined, 'exit', timeoutMs === undefined ? PATIENCE_MS : patient(timeoutMs));
@@ -181,11 +185,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `probe` until `done` accepts its value; the error names the last value seen. */
-export async function pollUntil<T>(
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  options: { timeoutMs: number; intervalMs?: number; what: string },
-): Promise<T> {
+export async function pollUntil<T>(probe: () => Promise<T>, done: (value: T) => boolean, options: { timeoutMs: number; intervalMs?: number; what: string }): Promise<T> {
   const timeoutMs = patient(options.timeoutMs);
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;

@@ -33,17 +33,17 @@ export class TestPrometheus {
     const dir = mkdtempSync(join(tmpdir(), 'rollcall-prometheus-'));
     const port = await freePort();
     writeFileSync(join(dir, 'prometheus.yml'), config);
-    const child = spawn(
-      PROMETHEUS,
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(PROMETHEUS, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const prometheus = new TestPrometheus(`http://127.0.0.1:${port}`, dir, child);
     try {
       await pollUntil(
         async () => {
           if (child.exitCode !== null) throw new Error(`prometheus exited (${String(child.exitCode)}):\n${prometheus.log}`);
-          return fetch(`${prometheus.url}/-/ready`).then((response) => response.status).catch(() => 0);
+          return fetch(`${prometheus.url}/-/ready`)
+            .then((response) => response.status)
+            .catch(() => 0);
         },
         (status) => status === 200,
         { timeoutMs: 20_000, intervalMs: 200, what: 'prometheus to be ready' },

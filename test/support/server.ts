@@ -14,9 +14,7 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(
-  options: { store?: 'postgres' | 'pglite'; database?: TestDatabase; config?: Partial<Config> } = {},
-): Promise<TestServer> {
+export async function startTestServer(options: { store?: 'postgres' | 'pglite'; database?: TestDatabase; config?: Partial<Config> } = {}): Promise<TestServer> {
   const database = options.store === 'pglite' ? null : (options.database ?? (await createTestDatabase()));
   const config = loadConfig({
     env: {},

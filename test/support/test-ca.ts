@@ -125,27 +125,27 @@ export interface TlsResponse<T> {
  * A request over HTTPS on a connection of its own (no pooling: each request shows its own client
  * certificate, or none); the body is sent as JSON.
  */
-export function tlsText(
-  url: string,
-  client: TlsClient,
-  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<TlsResponse<string>> {
+export function tlsText(url: string, client: TlsClient, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<TlsResponse<string>> {
   const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
   return new Promise((resolve, reject) => {
-    const request = httpsRequest(url, {
-      method: init.method ?? (payload === undefined ? 'GET' : 'POST'),
-      headers: { ...(payload === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
-      ca: client.ca,
-      ...(client.cert !== undefined ? { cert: client.cert } : {}),
-      ...(client.key !== undefined ? { key: client.key } : {}),
-      agent: false,
-      timeout: 10_000,
-    }, (response: IncomingMessage) => {
-      let text = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (text += chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: response.headers['content-type'] ?? '', body: text }));
-    });
+    const request = httpsRequest(
+      url,
+      {
+        method: init.method ?? (payload === undefined ? 'GET' : 'POST'),
+        headers: { ...(payload === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
+        ca: client.ca,
+        ...(client.cert !== undefined ? { cert: client.cert } : {}),
+        ...(client.key !== undefined ? { key: client.key } : {}),
+        agent: false,
+        timeout: 10_000,
+      },
+      (response: IncomingMessage) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: response.headers['content-type'] ?? '', body: text }));
+      },
+    );
     request.on('timeout', () => request.destroy(new Error('timed out')));
     request.on('error', reject);
     request.end(payload);
@@ -153,11 +153,7 @@ export function tlsText(
 }
 
 /** `tlsText` with the answer parsed as JSON, as `json()` of server.ts does over plain HTTP. */
-export async function tlsJson<T = Record<string, unknown>>(
-  url: string,
-  client: TlsClient,
-  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<TlsResponse<T>> {
+export async function tlsJson<T = Record<string, unknown>>(url: string, client: TlsClient, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<TlsResponse<T>> {
   const response = await tlsText(url, client, init);
   try {
     return { ...response, body: (response.body ? JSON.parse(response.body) : null) as T };

@@ -37,7 +37,9 @@ export class TlsRegistry {
     const token = await tlsJson<{ token: string }>(`${this.url}/api/v1/identity/tokens`, this.plain(), { body: { namespace, node_type: nodeType }, headers: this.admin() });
     assert.equal(token.status, 201, JSON.stringify(token.body));
     const { pem, keys } = await makeCsr();
-    const svid = await tlsJson<{ certificate: string; serial: string }>(`${this.url}/api/v1/identity/svid`, this.plain(), { body: { token: token.body.token, csr: pem, node_id: nodeId, node_type: nodeType } });
+    const svid = await tlsJson<{ certificate: string; serial: string }>(`${this.url}/api/v1/identity/svid`, this.plain(), {
+      body: { token: token.body.token, csr: pem, node_id: nodeId, node_type: nodeType },
+    });
     assert.equal(svid.status, 201, JSON.stringify(svid.body));
     return {
       client: { ca: this.serverCa, cert: svid.body.certificate, key: privateKeyPem(keys.privateKey) },

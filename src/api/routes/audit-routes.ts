@@ -19,27 +19,31 @@ const AuditQuery = Type.Object(
 );
 
 export function auditRoutes(app: FastifyInstance, options: { audit: AuditLog }): void {
-  app.get('/api/v1/audit', {
-    config: { auth: { scope: 'admin' } },
-    schema: { tags: ['audit'], summary: 'Audit entries, newest first, with cursor paging.', querystring: AuditQuery },
-  }, async (request) => {
-    const query = request.query as params.Query;
-    const namespace = params.single(query, 'namespace') === undefined ? undefined : params.namespace(query);
-    const action = params.single(query, 'action');
-    const decision = params.single(query, 'decision');
-    if (decision !== undefined && !(AUDIT_DECISIONS as readonly string[]).includes(decision)) {
-      throw new RollcallError('VALIDATION_FAILED', `Query parameter decision must be one of ${AUDIT_DECISIONS.join(', ')}.`, { details: { parameter: 'decision' } });
-    }
-    const since = params.timestamp(query, 'since');
-    const cursor = params.single(query, 'cursor');
-    const limit = params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 });
-    return options.audit.query({
-      limit,
-      ...(namespace === undefined ? {} : { namespace }),
-      ...(action === undefined ? {} : { action }),
-      ...(decision === undefined ? {} : { decision: decision as AuditDecision }),
-      ...(since === undefined ? {} : { since }),
-      ...(cursor === undefined || cursor === '' ? {} : { cursor }),
-    });
-  });
+  app.get(
+    '/api/v1/audit',
+    {
+      config: { auth: { scope: 'admin' } },
+      schema: { tags: ['audit'], summary: 'Audit entries, newest first, with cursor paging.', querystring: AuditQuery },
+    },
+    async (request) => {
+      const query = request.query as params.Query;
+      const namespace = params.single(query, 'namespace') === undefined ? undefined : params.namespace(query);
+      const action = params.single(query, 'action');
+      const decision = params.single(query, 'decision');
+      if (decision !== undefined && !(AUDIT_DECISIONS as readonly string[]).includes(decision)) {
+        throw new RollcallError('VALIDATION_FAILED', `Query parameter decision must be one of ${AUDIT_DECISIONS.join(', ')}.`, { details: { parameter: 'decision' } });
+      }
+      const since = params.timestamp(query, 'since');
+      const cursor = params.single(query, 'cursor');
+      const limit = params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 });
+      return options.audit.query({
+        limit,
+        ...(namespace === undefined ? {} : { namespace }),
+        ...(action === undefined ? {} : { action }),
+        ...(decision === undefined ? {} : { decision: decision as AuditDecision }),
+        ...(since === undefined ? {} : { since }),
+        ...(cursor === undefined || cursor === '' ? {} : { cursor }),
+      });
+    },
+  );
 }

@@ -83,122 +83,155 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   const { registry } = options;
   const defaults = { namespace: options.defaultNamespace, leaseTtlMs: options.defaultLeaseTtlMs };
 
-  api.post('/api/v1/nodes/register', {
-    schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
-  }, async (request, reply) => {
-    const result = await registry.register(fromDagi(request.body, defaults), admissionContext(request));
-    const node = result.node;
-    return reply.code(result.outcome === 'added' ? 201 : 200).send({
-      node_id: node.node_id,
-      namespace: node.namespace,
-      status: node.status,
-      outcome: result.outcome,
-      incarnation: node.incarnation,
-      topology_version: result.version,
-      registered_at: node.registered_at,
-      lease_expires_at: new Date(Date.parse(node.last_heartbeat) + node.lease_ttl_ms).toISOString(),
-    });
-  });
-
-  api.post('/api/v1/nodes/heartbeat', {
-    schema: { tags: ['nodes'], summary: 'Renew a node\'s lease.', body: HeartbeatSchema },
-  }, async (request) => {
-    const body = request.body;
-    return registry.heartbeat({
-      namespace: body.namespace ?? options.defaultNamespace,
-      node_id: body.node_id,
-      ...(body.incarnation === undefined ? {} : { incarnation: body.incarnation }),
-      ...(body.health_status === undefined ? {} : { health_status: body.health_status }),
-      ...(body.status === undefined ? {} : { status: body.status }),
-      ...(body.metrics === undefined ? {} : { metrics: body.metrics }),
-    });
-  });
-
-  api.post('/api/v1/introspection', {
-    schema: {
-      tags: ['nodes'],
-      summary: 'Accept an OmniNode introspection, bare or in an OnexEnvelopeV1.',
-      body: Type.Object({}, { additionalProperties: true, description: 'An introspection payload or an OnexEnvelopeV1 wrapping one.' }),
+  api.post(
+    '/api/v1/nodes/register',
+    {
+      schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
     },
-  }, async (request, reply) => {
-    const started = performance.now();
-    // A signed envelope without a namespace belongs to the credential's namespace (auth leaves its body as signed).
-    const { registration, envelope } = parseIntrospection(request.body, { ...defaults, namespace: credentialNamespace(request) ?? defaults.namespace });
-    const { verifier } = options;
-    const verified = verifier !== undefined && verifier.mode !== 'off'
-      ? await verifier.verify(envelope, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type }, { source: 'http' })
-      : null;
-    const result = await registry.register(registration, admissionContext(request, verified)).catch((error: unknown) => {
-      // The registry failed, not the sender: the same signed event may be sent again.
-      if (!(error instanceof RollcallError) || error.status >= 500) verifier?.forget(envelope);
-      throw error;
-    });
-    return reply.code(result.outcome === 'added' ? 201 : 200).send(introspectionAnswer(result, started, envelope));
-  });
-
-  api.get('/api/v1/nodes', {
-    schema: { tags: ['nodes'], summary: 'List nodes by role, label, status, type, namespace, capability and version.', querystring: ListQuery },
-  }, async (request) => {
-    const query = request.query as params.Query;
-    const after = params.decodeCursor(query);
-    // Like other namespaced registries: the default namespace unless asked, `*` for all of them.
-    const namespace = params.single(query, 'namespace') === '*' ? undefined : params.namespace(query, options.defaultNamespace);
-    const filter = {
-      namespace,
-      role: params.single(query, 'role'),
-      node_type: params.single(query, 'node_type'),
-      labels: params.list(query, 'label'),
-      status: params.statuses(query),
-      capability: params.jsonObject(query, 'capability'),
-      version: params.versionRange(query, 'version'),
-      after,
-      limit: params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 }),
-    };
-    const page = registry.list(Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as typeof filter);
-    return {
-      nodes: page.nodes.map(presentNode),
-      count: page.nodes.length,
-      next_cursor: page.next === null ? null : params.encodeCursor(page.next),
-      topology_version: registry.view.version,
-    };
-  });
-
-  api.get('/api/v1/nodes/:node_id', {
-    schema: { tags: ['nodes'], summary: 'One node.', params: NodeIdParams, querystring: NamespaceQuery },
-  }, async (request) => {
-    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
-    return presentNode(registry.get(namespace, request.params.node_id));
-  });
-
-  api.delete('/api/v1/nodes/:node_id', {
-    schema: { tags: ['nodes'], summary: 'Deregister a node (tombstone) with a reason.', params: NodeIdParams, querystring: DeleteQuery },
-  }, async (request) => {
-    const query = request.query;
-    const namespace = params.namespace(query, options.defaultNamespace) as string;
-    const reason = query.reason ?? 'manual_deregistration';
-    const incarnation = query.incarnation === undefined ? undefined : Number(query.incarnation);
-    const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation, admissionContext(request));
-    return deregistrationAnswer(result);
-  });
-
-  api.get('/api/v1/profiles/:role', {
-    schema: { tags: ['profiles'], summary: 'The configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery },
-  }, async (request) => {
-    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
-    const profile = await registry.store.getProfile(namespace, request.params.role);
-    if (!profile) {
-      throw new RollcallError('PROFILE_NOT_FOUND', `No profile for role ${request.params.role} in namespace ${namespace}.`, {
-        details: { role: request.params.role, namespace },
+    async (request, reply) => {
+      const result = await registry.register(fromDagi(request.body, defaults), admissionContext(request));
+      const node = result.node;
+      return reply.code(result.outcome === 'added' ? 201 : 200).send({
+        node_id: node.node_id,
+        namespace: node.namespace,
+        status: node.status,
+        outcome: result.outcome,
+        incarnation: node.incarnation,
+        topology_version: result.version,
+        registered_at: node.registered_at,
+        lease_expires_at: new Date(Date.parse(node.last_heartbeat) + node.lease_ttl_ms).toISOString(),
       });
-    }
-    return profile;
-  });
+    },
+  );
 
-  api.put('/api/v1/profiles/:role', {
-    schema: { tags: ['profiles'], summary: 'Create or replace the configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery, body: ProfileBodySchema },
-  }, async (request) => {
-    const namespace = params.namespace(request.query, options.defaultNamespace) as string;
-    checkDepth({ config: request.body.config });
-    return registry.store.putProfile(namespace, request.params.role, request.body.config, Date.now());
-  });
+  api.post(
+    '/api/v1/nodes/heartbeat',
+    {
+      schema: { tags: ['nodes'], summary: "Renew a node's lease.", body: HeartbeatSchema },
+    },
+    async (request) => {
+      const body = request.body;
+      return registry.heartbeat({
+        namespace: body.namespace ?? options.defaultNamespace,
+        node_id: body.node_id,
+        ...(body.incarnation === undefined ? {} : { incarnation: body.incarnation }),
+        ...(body.health_status === undefined ? {} : { health_status: body.health_status }),
+        ...(body.status === undefined ? {} : { status: body.status }),
+        ...(body.metrics === undefined ? {} : { metrics: body.metrics }),
+      });
+    },
+  );
+
+  api.post(
+    '/api/v1/introspection',
+    {
+      schema: {
+        tags: ['nodes'],
+        summary: 'Accept an OmniNode introspection, bare or in an OnexEnvelopeV1.',
+        body: Type.Object({}, { additionalProperties: true, description: 'An introspection payload or an OnexEnvelopeV1 wrapping one.' }),
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now();
+      // A signed envelope without a namespace belongs to the credential's namespace (auth leaves its body as signed).
+      const { registration, envelope } = parseIntrospection(request.body, { ...defaults, namespace: credentialNamespace(request) ?? defaults.namespace });
+      const { verifier } = options;
+      const verified =
+        verifier !== undefined && verifier.mode !== 'off'
+          ? await verifier.verify(envelope, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type }, { source: 'http' })
+          : null;
+      const result = await registry.register(registration, admissionContext(request, verified)).catch((error: unknown) => {
+        // The registry failed, not the sender: the same signed event may be sent again.
+        if (!(error instanceof RollcallError) || error.status >= 500) verifier?.forget(envelope);
+        throw error;
+      });
+      return reply.code(result.outcome === 'added' ? 201 : 200).send(introspectionAnswer(result, started, envelope));
+    },
+  );
+
+  api.get(
+    '/api/v1/nodes',
+    {
+      schema: { tags: ['nodes'], summary: 'List nodes by role, label, status, type, namespace, capability and version.', querystring: ListQuery },
+    },
+    async (request) => {
+      const query = request.query as params.Query;
+      const after = params.decodeCursor(query);
+      // Like other namespaced registries: the default namespace unless asked, `*` for all of them.
+      const namespace = params.single(query, 'namespace') === '*' ? undefined : params.namespace(query, options.defaultNamespace);
+      const filter = {
+        namespace,
+        role: params.single(query, 'role'),
+        node_type: params.single(query, 'node_type'),
+        labels: params.list(query, 'label'),
+        status: params.statuses(query),
+        capability: params.jsonObject(query, 'capability'),
+        version: params.versionRange(query, 'version'),
+        after,
+        limit: params.integer(query, 'limit', { min: 1, max: 1000, fallback: 100 }),
+      };
+      const page = registry.list(Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as typeof filter);
+      return {
+        nodes: page.nodes.map(presentNode),
+        count: page.nodes.length,
+        next_cursor: page.next === null ? null : params.encodeCursor(page.next),
+        topology_version: registry.view.version,
+      };
+    },
+  );
+
+  api.get(
+    '/api/v1/nodes/:node_id',
+    {
+      schema: { tags: ['nodes'], summary: 'One node.', params: NodeIdParams, querystring: NamespaceQuery },
+    },
+    async (request) => {
+      const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+      return presentNode(registry.get(namespace, request.params.node_id));
+    },
+  );
+
+  api.delete(
+    '/api/v1/nodes/:node_id',
+    {
+      schema: { tags: ['nodes'], summary: 'Deregister a node (tombstone) with a reason.', params: NodeIdParams, querystring: DeleteQuery },
+    },
+    async (request) => {
+      const query = request.query;
+      const namespace = params.namespace(query, options.defaultNamespace) as string;
+      const reason = query.reason ?? 'manual_deregistration';
+      const incarnation = query.incarnation === undefined ? undefined : Number(query.incarnation);
+      const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation, admissionContext(request));
+      return deregistrationAnswer(result);
+    },
+  );
+
+  api.get(
+    '/api/v1/profiles/:role',
+    {
+      schema: { tags: ['profiles'], summary: 'The configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery },
+    },
+    async (request) => {
+      const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+      const profile = await registry.store.getProfile(namespace, request.params.role);
+      if (!profile) {
+        throw new RollcallError('PROFILE_NOT_FOUND', `No profile for role ${request.params.role} in namespace ${namespace}.`, {
+          details: { role: request.params.role, namespace },
+        });
+      }
+      return profile;
+    },
+  );
+
+  api.put(
+    '/api/v1/profiles/:role',
+    {
+      schema: { tags: ['profiles'], summary: 'Create or replace the configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery, body: ProfileBodySchema },
+    },
+    async (request) => {
+      const namespace = params.namespace(request.query, options.defaultNamespace) as string;
+      checkDepth({ config: request.body.config });
+      return registry.store.putProfile(namespace, request.params.role, request.body.config, Date.now());
+    },
+  );
 }

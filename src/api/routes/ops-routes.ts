@@ -64,11 +64,16 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
         background_tasks: {
           status: tasksHealthy ? 'healthy' : 'degraded',
           write_queue_depth: registry.writeQueueDepth,
-          tasks: Object.fromEntries(Object.entries(tasks).map(([name, task]) => [name, {
-            running: task.running,
-            last_run_at: task.lastRunAt === null ? null : new Date(task.lastRunAt).toISOString(),
-            last_error: task.lastError,
-          }])),
+          tasks: Object.fromEntries(
+            Object.entries(tasks).map(([name, task]) => [
+              name,
+              {
+                running: task.running,
+                last_run_at: task.lastRunAt === null ? null : new Date(task.lastRunAt).toISOString(),
+                last_error: task.lastError,
+              },
+            ]),
+          ),
         },
         ...components,
       },

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RollcallError } from '../../domain/errors.js';
 import { Namespace, NodeType } from '../../domain/schemas.js';
 import { ANONYMOUS } from '../../security/audit.js';
-import { POLICY_MAX_CHARS, type NamespaceAdmission } from '../../security/policy.js';
+import { POLICY_MAX_CHARS, type NamespaceAdmission } from '../../admission/policy.js';
 
 export interface PolicyRouteOptions {
   admission: NamespaceAdmission;
@@ -50,52 +50,72 @@ export function policyRoutes(app: FastifyInstance, options: PolicyRouteOptions):
   const { admission } = options;
   const { store } = admission;
 
-  api.get('/api/v1/namespaces/:ns/policy', {
-    config: ADMIN,
-    schema: { tags: ['namespaces'], summary: 'The namespace\'s current admission policy, or one version of it.', params: NamespaceParams, querystring: PolicyQuery },
-  }, async (request) => {
-    assertNamespace(request, request.params.ns);
-    const version = request.query.version === undefined ? undefined : Number(request.query.version);
-    const policy = await store.getPolicy(request.params.ns, version);
-    if (!policy) {
-      throw new RollcallError('POLICY_NOT_FOUND', version === undefined ? `Namespace ${request.params.ns} has no policy.` : `Namespace ${request.params.ns} has no policy version ${version}.`, {
-        details: { namespace: request.params.ns, ...(version === undefined ? {} : { version }) },
-      });
-    }
-    return policy;
-  });
+  api.get(
+    '/api/v1/namespaces/:ns/policy',
+    {
+      config: ADMIN,
+      schema: { tags: ['namespaces'], summary: "The namespace's current admission policy, or one version of it.", params: NamespaceParams, querystring: PolicyQuery },
+    },
+    async (request) => {
+      assertNamespace(request, request.params.ns);
+      const version = request.query.version === undefined ? undefined : Number(request.query.version);
+      const policy = await store.getPolicy(request.params.ns, version);
+      if (!policy) {
+        throw new RollcallError('POLICY_NOT_FOUND', version === undefined ? `Namespace ${request.params.ns} has no policy.` : `Namespace ${request.params.ns} has no policy version ${version}.`, {
+          details: { namespace: request.params.ns, ...(version === undefined ? {} : { version }) },
+        });
+      }
+      return policy;
+    },
+  );
 
-  api.put('/api/v1/namespaces/:ns/policy', {
-    config: ADMIN,
-    schema: { tags: ['namespaces'], summary: 'Save a new version of the namespace\'s admission policy (validated first).', params: NamespaceParams, body: PolicyBody },
-  }, async (request) => {
-    assertNamespace(request, request.params.ns);
-    return admission.savePolicy(request.params.ns, request.body.expression, requestActor(request));
-  });
+  api.put(
+    '/api/v1/namespaces/:ns/policy',
+    {
+      config: ADMIN,
+      schema: { tags: ['namespaces'], summary: "Save a new version of the namespace's admission policy (validated first).", params: NamespaceParams, body: PolicyBody },
+    },
+    async (request) => {
+      assertNamespace(request, request.params.ns);
+      return admission.savePolicy(request.params.ns, request.body.expression, requestActor(request));
+    },
+  );
 
-  api.get('/api/v1/namespaces/:ns/policy/versions', {
-    config: ADMIN,
-    schema: { tags: ['namespaces'], summary: 'Every version of the namespace\'s policy, newest first.', params: NamespaceParams },
-  }, async (request) => {
-    assertNamespace(request, request.params.ns);
-    const versions = await store.listPolicyVersions(request.params.ns);
-    return { namespace: request.params.ns, versions, count: versions.length };
-  });
+  api.get(
+    '/api/v1/namespaces/:ns/policy/versions',
+    {
+      config: ADMIN,
+      schema: { tags: ['namespaces'], summary: "Every version of the namespace's policy, newest first.", params: NamespaceParams },
+    },
+    async (request) => {
+      assertNamespace(request, request.params.ns);
+      const versions = await store.listPolicyVersions(request.params.ns);
+      return { namespace: request.params.ns, versions, count: versions.length };
+    },
+  );
 
-  api.get('/api/v1/namespaces/:ns/quotas', {
-    config: ADMIN,
-    schema: { tags: ['namespaces'], summary: 'The namespace\'s node quotas.', params: NamespaceParams },
-  }, async (request) => {
-    assertNamespace(request, request.params.ns);
-    const quotas = await store.getQuotas(request.params.ns);
-    return quotas ?? { namespace: request.params.ns, max_nodes: null, max_nodes_per_type: {}, updated_by: null, updated_at: null };
-  });
+  api.get(
+    '/api/v1/namespaces/:ns/quotas',
+    {
+      config: ADMIN,
+      schema: { tags: ['namespaces'], summary: "The namespace's node quotas.", params: NamespaceParams },
+    },
+    async (request) => {
+      assertNamespace(request, request.params.ns);
+      const quotas = await store.getQuotas(request.params.ns);
+      return quotas ?? { namespace: request.params.ns, max_nodes: null, max_nodes_per_type: {}, updated_by: null, updated_at: null };
+    },
+  );
 
-  api.put('/api/v1/namespaces/:ns/quotas', {
-    config: ADMIN,
-    schema: { tags: ['namespaces'], summary: 'Set the namespace\'s node quotas (in total and per node_type).', params: NamespaceParams, body: QuotasBody },
-  }, async (request) => {
-    assertNamespace(request, request.params.ns);
-    return admission.putQuotas({ namespace: request.params.ns, max_nodes: request.body.max_nodes ?? null, max_nodes_per_type: request.body.max_nodes_per_type ?? {} }, requestActor(request));
-  });
+  api.put(
+    '/api/v1/namespaces/:ns/quotas',
+    {
+      config: ADMIN,
+      schema: { tags: ['namespaces'], summary: "Set the namespace's node quotas (in total and per node_type).", params: NamespaceParams, body: QuotasBody },
+    },
+    async (request) => {
+      assertNamespace(request, request.params.ns);
+      return admission.putQuotas({ namespace: request.params.ns, max_nodes: request.body.max_nodes ?? null, max_nodes_per_type: request.body.max_nodes_per_type ?? {} }, requestActor(request));
+    },
+  );
 }

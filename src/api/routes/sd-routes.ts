@@ -73,34 +73,38 @@ export function sdRoutes(app: FastifyInstance, options: SdRouteOptions): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { registry } = options;
 
-  api.get('/api/v1/sd/prometheus', {
-    schema: {
-      tags: ['discovery'],
-      summary: 'Prometheus HTTP service discovery: one target group per online node with a scrape target.',
-      description:
-        'Targets come from the node\'s `metrics` URL (host:port, `__scheme__`, `__metrics_path__`, `__param_*`), else its declared `service` address (a Consul registration\'s Address:Port), else its `health`, `api`, `http`, `https` or `url` URL, else ip/hostname with a `metrics_port` or `port` field. ' +
-        'Labels: `__meta_rollcall_{namespace,node_id,node_type,version,role,labels,node_name,hostname,ip,health_status,target_source}` and `__meta_rollcall_metadata_<key>`; `__meta_rollcall_labels` is comma-joined with a leading and trailing comma.',
-      querystring: SdQuery,
+  api.get(
+    '/api/v1/sd/prometheus',
+    {
+      schema: {
+        tags: ['discovery'],
+        summary: 'Prometheus HTTP service discovery: one target group per online node with a scrape target.',
+        description:
+          "Targets come from the node's `metrics` URL (host:port, `__scheme__`, `__metrics_path__`, `__param_*`), else its declared `service` address (a Consul registration's Address:Port), else its `health`, `api`, `http`, `https` or `url` URL, else ip/hostname with a `metrics_port` or `port` field. " +
+          'Labels: `__meta_rollcall_{namespace,node_id,node_type,version,role,labels,node_name,hostname,ip,health_status,target_source}` and `__meta_rollcall_metadata_<key>`; `__meta_rollcall_labels` is comma-joined with a leading and trailing comma.',
+        querystring: SdQuery,
+      },
     },
-  }, async (request, reply) => {
-    const query = request.query as params.Query;
-    const filter = {
-      namespace: params.single(query, 'namespace') === '*' ? undefined : params.namespace(query),
-      node_type: params.single(query, 'node_type'),
-      role: params.single(query, 'role'),
-      labels: params.list(query, 'label'),
-    };
-    const defined = Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as Partial<typeof filter>;
-    const groups: TargetGroup[] = [];
-    let after: string | undefined;
-    do {
-      const page = registry.list({ ...defined, status: ['online'], limit: PAGE, ...(after === undefined ? {} : { after }) });
-      for (const node of page.nodes) {
-        const group = targetGroupOf(node);
-        if (group) groups.push(group);
-      }
-      after = page.next ?? undefined;
-    } while (after !== undefined);
-    return reply.header('content-type', 'application/json; charset=utf-8').send(groups);
-  });
+    async (request, reply) => {
+      const query = request.query as params.Query;
+      const filter = {
+        namespace: params.single(query, 'namespace') === '*' ? undefined : params.namespace(query),
+        node_type: params.single(query, 'node_type'),
+        role: params.single(query, 'role'),
+        labels: params.list(query, 'label'),
+      };
+      const defined = Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined)) as Partial<typeof filter>;
+      const groups: TargetGroup[] = [];
+      let after: string | undefined;
+      do {
+        const page = registry.list({ ...defined, status: ['online'], limit: PAGE, ...(after === undefined ? {} : { after }) });
+        for (const node of page.nodes) {
+          const group = targetGroupOf(node);
+          if (group) groups.push(group);
+        }
+        after = page.next ?? undefined;
+      } while (after !== undefined);
+      return reply.header('content-type', 'application/json; charset=utf-8').send(groups);
+    },
+  );
 }

@@ -12,7 +12,7 @@
 // required successes, or `open()` (restarting the timer) on a failed trial.
 import CircuitBreaker from 'opossum';
 import client from 'prom-client';
-import { metricOnce } from '../../engine/registry-metrics.js';
+import { metricOnce } from '../../metrics.js';
 
 export const BREAKER_STATES = ['closed', 'half-open', 'open'] as const;
 export type BreakerState = (typeof BREAKER_STATES)[number];
@@ -80,9 +80,27 @@ export class BackendBreaker {
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.isTransient = options.isTransient ?? (() => true);
     const registers = [options.metrics];
-    this.stateGauge = metricOnce(options.metrics, 'rollcall_circuit_breaker_state', () => new client.Gauge({ name: 'rollcall_circuit_breaker_state', help: 'Circuit breaker state by backend: 0 closed, 1 half-open, 2 open.', labelNames: ['backend'], registers }));
-    this.calls = metricOnce(options.metrics, 'rollcall_circuit_breaker_calls_total', () => new client.Counter({ name: 'rollcall_circuit_breaker_calls_total', help: 'Calls through a circuit breaker by outcome: success, failure (counts against the circuit), rejected (failed fast while open), ignored (a non-transient error such as a 4xx).', labelNames: ['backend', 'outcome'], registers }));
-    this.transitions = metricOnce(options.metrics, 'rollcall_circuit_breaker_transitions_total', () => new client.Counter({ name: 'rollcall_circuit_breaker_transitions_total', help: 'Circuit breaker state changes by backend and new state.', labelNames: ['backend', 'state'], registers }));
+    this.stateGauge = metricOnce(
+      options.metrics,
+      'rollcall_circuit_breaker_state',
+      () => new client.Gauge({ name: 'rollcall_circuit_breaker_state', help: 'Circuit breaker state by backend: 0 closed, 1 half-open, 2 open.', labelNames: ['backend'], registers }),
+    );
+    this.calls = metricOnce(
+      options.metrics,
+      'rollcall_circuit_breaker_calls_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_circuit_breaker_calls_total',
+          help: 'Calls through a circuit breaker by outcome: success, failure (counts against the circuit), rejected (failed fast while open), ignored (a non-transient error such as a 4xx).',
+          labelNames: ['backend', 'outcome'],
+          registers,
+        }),
+    );
+    this.transitions = metricOnce(
+      options.metrics,
+      'rollcall_circuit_breaker_transitions_total',
+      () => new client.Counter({ name: 'rollcall_circuit_breaker_transitions_total', help: 'Circuit breaker state changes by backend and new state.', labelNames: ['backend', 'state'], registers }),
+    );
     this.breaker = new CircuitBreaker((action: () => Promise<unknown>) => action(), {
       name: options.backend,
       resetTimeout: this.policy.resetTimeoutMs,

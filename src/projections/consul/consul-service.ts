@@ -126,7 +126,10 @@ export function serviceNameOf(node: ServiceSource, template: string): string {
   };
   const raw = template.replace(/\{(\w+)\}/g, (whole, name: string) => values[name] ?? whole);
   // DNS-friendly: Consul cannot serve other characters over DNS.
-  const name = raw.replace(/[^A-Za-z0-9-]+/g, '-').replace(/-{2,}/g, '-').replace(/^-|-$/g, '');
+  const name = raw
+    .replace(/[^A-Za-z0-9-]+/g, '-')
+    .replace(/-{2,}/g, '-')
+    .replace(/^-|-$/g, '');
   return name === '' ? 'node' : name.slice(0, 63);
 }
 
@@ -185,16 +188,17 @@ export function serviceRegistrationOf(node: ServiceSource, mapping: ServiceMappi
     ['role', node.role],
   ]);
   const healthUrl = mapping.check === 'http' ? healthUrlOf(node) : null;
-  const check = healthUrl !== null
-    ? { HTTP: healthUrl, Interval: mapping.checkInterval, Timeout: mapping.checkTimeout, DeregisterCriticalServiceAfter: mapping.deregisterAfter }
-    : {
-        // A TTL check lives as long as the node's lease; heartbeats pass it.
-        CheckID: ttlCheckId(id),
-        Name: `rollcall lease of ${id}`,
-        TTL: durationOf(node.lease_ttl_ms),
-        Status: 'passing' as const,
-        DeregisterCriticalServiceAfter: mapping.deregisterAfter,
-      };
+  const check =
+    healthUrl !== null
+      ? { HTTP: healthUrl, Interval: mapping.checkInterval, Timeout: mapping.checkTimeout, DeregisterCriticalServiceAfter: mapping.deregisterAfter }
+      : {
+          // A TTL check lives as long as the node's lease; heartbeats pass it.
+          CheckID: ttlCheckId(id),
+          Name: `rollcall lease of ${id}`,
+          TTL: durationOf(node.lease_ttl_ms),
+          Status: 'passing' as const,
+          DeregisterCriticalServiceAfter: mapping.deregisterAfter,
+        };
   return { Name: serviceNameOf(node, serviceNameTemplateOf(node.namespace, mapping)), ID: id, Tags: tags, Address: address, Port: port, Meta: meta, Check: check };
 }
 

@@ -19,7 +19,7 @@ import client from 'prom-client';
 import { RollcallError } from '../../domain/errors.js';
 import { DEFAULT_NAMESPACE, nodeKey, type NodeRecord } from '../../domain/node.js';
 import type { Registry } from '../../engine/registry.js';
-import { metricOnce } from '../../engine/registry-metrics.js';
+import { metricOnce } from '../../metrics.js';
 import type { Compensation, WriteSaga } from '../../engine/write-saga.js';
 import type { NodeWrite } from '../../store/store.js';
 import { Alarm } from '../alarm.js';
@@ -123,18 +123,53 @@ export class ConsulSink implements WriteSaga {
       ...(options.breaker ? { policy: options.breaker } : {}),
       ...(options.retry ? { retry: options.retry } : {}),
     });
-    this.operations = metricOnce(metrics, 'rollcall_consul_operations_total', () => new client.Counter({ name: 'rollcall_consul_operations_total', help: 'Consul agent calls of the sink by operation (register, deregister, pass, services) and outcome (ok, error).', labelNames: ['operation', 'outcome'], registers }));
-    this.actions = metricOnce(metrics, 'rollcall_consul_reconcile_actions_total', () => new client.Counter({ name: 'rollcall_consul_reconcile_actions_total', help: 'Repairs made by the Consul reconciler: added (missing), removed (stale), fixed (drifted).', labelNames: ['action'], registers }));
-    this.compensations = metricOnce(metrics, 'rollcall_consul_compensations_total', () => new client.Counter({ name: 'rollcall_consul_compensations_total', help: 'Atomic mode: Consul steps undone after the store failed or refused the write, by outcome (ok, failed: left to the reconciler).', labelNames: ['outcome'], registers }));
+    this.operations = metricOnce(
+      metrics,
+      'rollcall_consul_operations_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_consul_operations_total',
+          help: 'Consul agent calls of the sink by operation (register, deregister, pass, services) and outcome (ok, error).',
+          labelNames: ['operation', 'outcome'],
+          registers,
+        }),
+    );
+    this.actions = metricOnce(
+      metrics,
+      'rollcall_consul_reconcile_actions_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_consul_reconcile_actions_total',
+          help: 'Repairs made by the Consul reconciler: added (missing), removed (stale), fixed (drifted).',
+          labelNames: ['action'],
+          registers,
+        }),
+    );
+    this.compensations = metricOnce(
+      metrics,
+      'rollcall_consul_compensations_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_consul_compensations_total',
+          help: 'Atomic mode: Consul steps undone after the store failed or refused the write, by outcome (ok, failed: left to the reconciler).',
+          labelNames: ['outcome'],
+          registers,
+        }),
+    );
     const pendingOf = (): number => (this.active ? this.pending.size + (this.needsReconcile ? 1 : 0) : 0);
-    metricOnce(metrics, 'rollcall_consul_reconcile_pending', () => new client.Gauge({
-      name: 'rollcall_consul_reconcile_pending',
-      help: 'Consul repairs waiting for the reconciler: failed nodes, plus 1 when a full reconciliation is due (0 on instances that do not hold the duty).',
-      registers,
-      collect() {
-        this.set(pendingOf());
-      },
-    }));
+    metricOnce(
+      metrics,
+      'rollcall_consul_reconcile_pending',
+      () =>
+        new client.Gauge({
+          name: 'rollcall_consul_reconcile_pending',
+          help: 'Consul repairs waiting for the reconciler: failed nodes, plus 1 when a full reconciliation is due (0 on instances that do not hold the duty).',
+          registers,
+          collect() {
+            this.set(pendingOf());
+          },
+        }),
+    );
     this.breaker.onStateChange((state) => {
       this.log.warn({ state, last_error: this.breaker.lastError }, 'consul circuit breaker changed state');
       // Back from an outage: bring Consul in line with what happened meanwhile.
@@ -427,9 +462,13 @@ export class ConsulSink implements WriteSaga {
 
   async probe(): Promise<void> {
     if (this.breaker.state !== 'open') return;
-    throw new RollcallError('CONSUL_UNAVAILABLE', `Consul's circuit breaker is open; registrations and deregistrations are refused${this.breaker.lastError === null ? '' : ` (last failure: ${this.breaker.lastError})`}.`, {
-      details: { circuit_breaker: this.breaker.state },
-    });
+    throw new RollcallError(
+      'CONSUL_UNAVAILABLE',
+      `Consul's circuit breaker is open; registrations and deregistrations are refused${this.breaker.lastError === null ? '' : ` (last failure: ${this.breaker.lastError})`}.`,
+      {
+        details: { circuit_breaker: this.breaker.state },
+      },
+    );
   }
 
   afterWrite(write: NodeWrite): void {
@@ -480,21 +519,31 @@ export class ConsulSink implements WriteSaga {
         this.needsReconcile = true;
       }
       const open = error instanceof BreakerOpenError;
-      throw new RollcallError('CONSUL_UNAVAILABLE', open
-        ? `Consul's circuit breaker is open; the ${operation === 'register' ? 'registration' : 'deregistration'} of ${nodeId} was refused and nothing was written.`
-        : `Consul did not take the ${operation === 'register' ? 'registration' : 'deregistration'} of ${nodeId}, so nothing was written: ${(error as Error).message}`, {
-        cause: error,
-        details: {
-          node_id: nodeId,
-          circuit_breaker: this.breaker.state,
-          ...(error instanceof ConsulRequestError && error.status !== null ? { consul_status: error.status } : {}),
+      throw new RollcallError(
+        'CONSUL_UNAVAILABLE',
+        open
+          ? `Consul's circuit breaker is open; the ${operation === 'register' ? 'registration' : 'deregistration'} of ${nodeId} was refused and nothing was written.`
+          : `Consul did not take the ${operation === 'register' ? 'registration' : 'deregistration'} of ${nodeId}, so nothing was written: ${(error as Error).message}`,
+        {
+          cause: error,
+          details: {
+            node_id: nodeId,
+            circuit_breaker: this.breaker.state,
+            ...(error instanceof ConsulRequestError && error.status !== null ? { consul_status: error.status } : {}),
+          },
         },
-      });
+      );
     }
   }
 
   /** Compensates a saga step; when Consul refuses that too, the reconciler brings it in line. */
-  private async undo(key: string, nodeId: string, operation: 'register' | 'deregister', action: () => Promise<void>, restored: { registration: ConsulServiceRegistration; location: ServiceLocation } | null): Promise<void> {
+  private async undo(
+    key: string,
+    nodeId: string,
+    operation: 'register' | 'deregister',
+    action: () => Promise<void>,
+    restored: { registration: ConsulServiceRegistration; location: ServiceLocation } | null,
+  ): Promise<void> {
     try {
       await this.call(operation, action);
       if (restored) this.registered.set(key, { location: restored.location, fingerprint: JSON.stringify(restored.registration) });
@@ -510,9 +559,10 @@ export class ConsulSink implements WriteSaga {
       this.pending.add(key);
       this.needsReconcile = true;
       this.alarm.wake();
-      this.log.warn({ err: error, nodeId, operation, active: this.active }, this.active
-        ? 'consul compensation failed; left to the reconciler'
-        : 'consul compensation failed; left to the reconciler of the instance holding the consul duty');
+      this.log.warn(
+        { err: error, nodeId, operation, active: this.active },
+        this.active ? 'consul compensation failed; left to the reconciler' : 'consul compensation failed; left to the reconciler of the instance holding the consul duty',
+      );
     }
   }
 

@@ -149,7 +149,10 @@ export class PgClient implements SqlClient {
     const lockClient = await this.lockSession;
     // One query at a time on the shared session (duties ask independently).
     const asked = this.lockQueries.then(() => lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]));
-    this.lockQueries = asked.then(() => undefined, () => undefined);
+    this.lockQueries = asked.then(
+      () => undefined,
+      () => undefined,
+    );
     const result = await asked;
     const locked = result.rows[0]?.locked === true;
     if (locked) this.heldLocks.add(key);

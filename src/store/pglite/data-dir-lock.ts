@@ -122,9 +122,7 @@ export function describeHolder(holder: DataDirHolder): string {
 }
 
 function lockedError(dataDir: string, holder: DataDirHolder, state: HolderState, hint: string): RollcallError {
-  const otherHost = state === 'other_host'
-    ? ` It runs on another host, so it cannot be checked from here: if it no longer uses the folder, delete ${lockPathOf(dataDir)}.`
-    : '';
+  const otherHost = state === 'other_host' ? ` It runs on another host, so it cannot be checked from here: if it no longer uses the folder, delete ${lockPathOf(dataDir)}.` : '';
   return new RollcallError('DATA_DIR_LOCKED', `${describeHolder(holder)} owns the data folder ${dataDir}: ${hint}.${otherHost}`, {
     details: { data_dir: dataDir, lock_file: lockPathOf(dataDir), holder },
   });

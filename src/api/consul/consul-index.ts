@@ -2,9 +2,9 @@
 // a service or namespace), kept from the live view's changes, and the blocking-query waits on them: a
 // change wakes only the watchers of the services and namespace it touched.
 import client from 'prom-client';
-import type { NodeRecord, TopologyChange } from '../domain/node.js';
-import type { LiveView } from '../engine/live-view.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import type { NodeRecord, TopologyChange } from '../../domain/node.js';
+import type { LiveView } from '../../engine/live-view.js';
+import { metricOnce } from '../../metrics.js';
 import { serviceNamesOf } from './consul-model.js';
 
 /** Why a parked blocking query returned: its key's index moved, its wait ended, or it was aborted (client gone, shutdown). */
@@ -55,21 +55,34 @@ export class ConsulIndex {
   private readonly parked: client.Gauge;
   private readonly wakeups: client.Counter<'cause'>;
 
-  constructor(private readonly view: LiveView, options: ConsulIndexOptions) {
+  constructor(
+    private readonly view: LiveView,
+    options: ConsulIndexOptions,
+  ) {
     this.floor = view.version;
     this.maxKeys = options.maxKeys ?? 100_000;
     const registers = [options.metrics];
-    this.parked = metricOnce(options.metrics, 'rollcall_consul_blocking_parked', () => new client.Gauge({
-      name: 'rollcall_consul_blocking_parked',
-      help: 'Consul blocking queries parked, waiting for their service or namespace to change.',
-      registers,
-    }));
-    this.wakeups = metricOnce(options.metrics, 'rollcall_consul_blocking_wakeups_total', () => new client.Counter({
-      name: 'rollcall_consul_blocking_wakeups_total',
-      help: 'Parked Consul blocking queries released, by cause: change (of their service or namespace), timeout (wait ended), aborted (client gone or shutdown).',
-      labelNames: ['cause'],
-      registers,
-    }));
+    this.parked = metricOnce(
+      options.metrics,
+      'rollcall_consul_blocking_parked',
+      () =>
+        new client.Gauge({
+          name: 'rollcall_consul_blocking_parked',
+          help: 'Consul blocking queries parked, waiting for their service or namespace to change.',
+          registers,
+        }),
+    );
+    this.wakeups = metricOnce(
+      options.metrics,
+      'rollcall_consul_blocking_wakeups_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_consul_blocking_wakeups_total',
+          help: 'Parked Consul blocking queries released, by cause: change (of their service or namespace), timeout (wait ended), aborted (client gone or shutdown).',
+          labelNames: ['cause'],
+          registers,
+        }),
+    );
     this.unsubscribe = view.onChange((change, previous) => this.apply(change, previous));
   }
 

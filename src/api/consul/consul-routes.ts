@@ -27,9 +27,9 @@ import {
   type CheckStatus,
   type ConsulInstance,
   type FilterPredicate,
-} from '../consul-model.js';
-import { ConsulCheckRunner } from '../consul-checks.js';
-import { ConsulIndex, namespaceKey, serviceKey } from '../consul-index.js';
+} from './consul-model.js';
+import { ConsulCheckRunner } from './consul-checks.js';
+import { ConsulIndex, namespaceKey, serviceKey } from './consul-index.js';
 import * as params from '../query-params.js';
 
 export interface ConsulRouteOptions {
@@ -53,8 +53,25 @@ const MAX_OUTPUTS = 100_000;
 
 const AGENT_FIELDS = ['Kind', 'ID', 'Service', 'Tags', 'Meta', 'Port', 'Address', 'TaggedAddresses', 'Weights', 'EnableTagOverride', 'Datacenter', 'Namespace'] as const;
 const CATALOG_FIELDS = [
-  'ID', 'Node', 'Address', 'Datacenter', 'TaggedAddresses', 'NodeMeta', 'ServiceKind', 'ServiceID', 'ServiceName', 'ServiceTags', 'ServiceAddress',
-  'ServiceTaggedAddresses', 'ServiceWeights', 'ServiceMeta', 'ServicePort', 'ServiceEnableTagOverride', 'Namespace', 'CreateIndex', 'ModifyIndex',
+  'ID',
+  'Node',
+  'Address',
+  'Datacenter',
+  'TaggedAddresses',
+  'NodeMeta',
+  'ServiceKind',
+  'ServiceID',
+  'ServiceName',
+  'ServiceTags',
+  'ServiceAddress',
+  'ServiceTaggedAddresses',
+  'ServiceWeights',
+  'ServiceMeta',
+  'ServicePort',
+  'ServiceEnableTagOverride',
+  'Namespace',
+  'CreateIndex',
+  'ModifyIndex',
 ] as const;
 const HEALTH_FIELDS = ['Node', 'Service', 'Checks'] as const;
 
@@ -132,17 +149,20 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
   });
 
   // Leases of held services are renewed at a third of their TTL; a service that went away is let go.
-  const renewer = setInterval(() => {
-    for (const key of held) {
-      const [namespace, nodeId] = key.split('\u0000') as [string, string];
-      try {
-        const renewed = registry.heartbeat({ namespace, node_id: nodeId });
-        if (renewed instanceof Promise) renewed.catch(() => held.delete(key));
-      } catch {
-        held.delete(key);
+  const renewer = setInterval(
+    () => {
+      for (const key of held) {
+        const [namespace, nodeId] = key.split('\u0000') as [string, string];
+        try {
+          const renewed = registry.heartbeat({ namespace, node_id: nodeId });
+          if (renewed instanceof Promise) renewed.catch(() => held.delete(key));
+        } catch {
+          held.delete(key);
+        }
       }
-    }
-  }, Math.max(1000, Math.floor(options.defaultLeaseTtlMs / 3)));
+    },
+    Math.max(1000, Math.floor(options.defaultLeaseTtlMs / 3)),
+  );
   renewer.unref();
   app.addHook('onClose', (_instance, done) => {
     clearInterval(renewer);
@@ -284,115 +304,147 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     await registry.register({ ...fields, health_status: health, reason: 'consul_check_update' });
   };
 
-  app.put('/v1/agent/service/register', {
-    schema: { tags: ['consul'], summary: 'Consul: register a service (an ordinary rollcall node; a TTL check\'s TTL is its lease).' },
-  }, async (request, reply) => {
-    const namespace = namespaceOf(request.query as params.Query);
-    const definition = parseServiceDefinition(request.body);
-    const existing = registry.view.get(namespace, definition.ID);
-    const registration = registrationOf(definition, { namespace, agent: options.agentNode, defaultLeaseTtlMs: options.defaultLeaseTtlMs, existing });
-    const registered = await registry.register(registration);
-    const key = nodeKey(namespace, definition.ID);
-    if (ttlCheckOf(definition.Checks)) held.delete(key);
-    else held.add(key);
-    checks.sync(registered.node);
-    return reply.code(200).send();
-  });
+  app.put(
+    '/v1/agent/service/register',
+    {
+      schema: { tags: ['consul'], summary: "Consul: register a service (an ordinary rollcall node; a TTL check's TTL is its lease)." },
+    },
+    async (request, reply) => {
+      const namespace = namespaceOf(request.query as params.Query);
+      const definition = parseServiceDefinition(request.body);
+      const existing = registry.view.get(namespace, definition.ID);
+      const registration = registrationOf(definition, { namespace, agent: options.agentNode, defaultLeaseTtlMs: options.defaultLeaseTtlMs, existing });
+      const registered = await registry.register(registration);
+      const key = nodeKey(namespace, definition.ID);
+      if (ttlCheckOf(definition.Checks)) held.delete(key);
+      else held.add(key);
+      checks.sync(registered.node);
+      return reply.code(200).send();
+    },
+  );
 
-  app.put('/v1/agent/service/deregister/:id', {
-    schema: { tags: ['consul'], summary: 'Consul: deregister a service (tombstone, manual_deregistration).', params: IdParams },
-  }, async (request, reply) => {
-    const namespace = namespaceOf(request.query as params.Query);
-    const { id } = request.params as { id: string };
-    await registry.deregister(namespace, id, 'manual_deregistration');
-    forget(nodeKey(namespace, id));
-    return reply.code(200).send();
-  });
+  app.put(
+    '/v1/agent/service/deregister/:id',
+    {
+      schema: { tags: ['consul'], summary: 'Consul: deregister a service (tombstone, manual_deregistration).', params: IdParams },
+    },
+    async (request, reply) => {
+      const namespace = namespaceOf(request.query as params.Query);
+      const { id } = request.params as { id: string };
+      await registry.deregister(namespace, id, 'manual_deregistration');
+      forget(nodeKey(namespace, id));
+      return reply.code(200).send();
+    },
+  );
 
   for (const [action, status] of Object.entries(CHECK_ACTIONS)) {
-    app.put(`/v1/agent/check/${action}/:id`, {
-      schema: { tags: ['consul'], summary: `Consul: set a service's check to ${status} (renews a TTL lease); optional note.`, params: IdParams },
-    }, async (request, reply) => {
-      const query = request.query as params.Query;
-      await updateCheck(request, namespaceOf(query), (request.params as { id: string }).id, status, params.single(query, 'note') ?? '');
-      return reply.code(200).send();
-    });
+    app.put(
+      `/v1/agent/check/${action}/:id`,
+      {
+        schema: { tags: ['consul'], summary: `Consul: set a service's check to ${status} (renews a TTL lease); optional note.`, params: IdParams },
+      },
+      async (request, reply) => {
+        const query = request.query as params.Query;
+        await updateCheck(request, namespaceOf(query), (request.params as { id: string }).id, status, params.single(query, 'note') ?? '');
+        return reply.code(200).send();
+      },
+    );
   }
 
-  app.put('/v1/agent/check/update/:id', {
-    schema: { tags: ['consul'], summary: 'Consul: set a check\'s Status and Output from the body.', params: IdParams },
-  }, async (request, reply) => {
-    const body = request.body as Record<string, unknown> | undefined;
-    const status = body?.Status ?? body?.status;
-    const output = body?.Output ?? body?.output ?? '';
-    if (typeof status !== 'string' || !(CHECK_STATUSES as readonly string[]).includes(status)) {
-      throw new RollcallError('VALIDATION_FAILED', `Status must be one of ${CHECK_STATUSES.join(', ')}.`, { details: { field: 'Status' } });
-    }
-    if (typeof output !== 'string') throw new RollcallError('VALIDATION_FAILED', 'Output must be a string.', { details: { field: 'Output' } });
-    await updateCheck(request, namespaceOf(request.query as params.Query), (request.params as { id: string }).id, status as CheckStatus, output);
-    return reply.code(200).send();
-  });
+  app.put(
+    '/v1/agent/check/update/:id',
+    {
+      schema: { tags: ['consul'], summary: "Consul: set a check's Status and Output from the body.", params: IdParams },
+    },
+    async (request, reply) => {
+      const body = request.body as Record<string, unknown> | undefined;
+      const status = body?.Status ?? body?.status;
+      const output = body?.Output ?? body?.output ?? '';
+      if (typeof status !== 'string' || !(CHECK_STATUSES as readonly string[]).includes(status)) {
+        throw new RollcallError('VALIDATION_FAILED', `Status must be one of ${CHECK_STATUSES.join(', ')}.`, { details: { field: 'Status' } });
+      }
+      if (typeof output !== 'string') throw new RollcallError('VALIDATION_FAILED', 'Output must be a string.', { details: { field: 'Output' } });
+      await updateCheck(request, namespaceOf(request.query as params.Query), (request.params as { id: string }).id, status as CheckStatus, output);
+      return reply.code(200).send();
+    },
+  );
 
-  app.get('/v1/agent/services', {
-    schema: { tags: ['consul'], summary: 'Consul: services by ID (every node of the namespace). Supports filter and blocking queries.' },
-  }, async (request, reply) => {
-    const query = request.query as params.Query;
-    const namespace = namespaceOf(query);
-    const filter = filterOf(query, AGENT_FIELDS);
-    const version = await block(request, namespaceKey(namespace));
-    const services: Record<string, JsonObject> = {};
-    for (const instance of present(namespace)) {
-      const entry = agentServiceOf(instance, datacenter);
-      if (!filter || filter(entry)) services[instance.id] = entry;
-    }
-    return answer(reply, version, services);
-  });
+  app.get(
+    '/v1/agent/services',
+    {
+      schema: { tags: ['consul'], summary: 'Consul: services by ID (every node of the namespace). Supports filter and blocking queries.' },
+    },
+    async (request, reply) => {
+      const query = request.query as params.Query;
+      const namespace = namespaceOf(query);
+      const filter = filterOf(query, AGENT_FIELDS);
+      const version = await block(request, namespaceKey(namespace));
+      const services: Record<string, JsonObject> = {};
+      for (const instance of present(namespace)) {
+        const entry = agentServiceOf(instance, datacenter);
+        if (!filter || filter(entry)) services[instance.id] = entry;
+      }
+      return answer(reply, version, services);
+    },
+  );
 
-  app.get('/v1/catalog/services', {
-    schema: { tags: ['consul'], summary: 'Consul: service names with their tags. Supports filter (on catalog entries) and blocking queries.' },
-  }, async (request, reply) => {
-    const query = request.query as params.Query;
-    const namespace = namespaceOf(query);
-    const filter = filterOf(query, CATALOG_FIELDS);
-    const version = await block(request, namespaceKey(namespace));
-    const services: Record<string, string[]> = {};
-    for (const instance of present(namespace)) {
-      if (filter && !filter(catalogEntryOf(instance, datacenter, version))) continue;
-      const tags = (services[instance.service] ??= []);
-      for (const tag of instance.tags) if (!tags.includes(tag)) tags.push(tag);
-    }
-    return answer(reply, version, services);
-  });
+  app.get(
+    '/v1/catalog/services',
+    {
+      schema: { tags: ['consul'], summary: 'Consul: service names with their tags. Supports filter (on catalog entries) and blocking queries.' },
+    },
+    async (request, reply) => {
+      const query = request.query as params.Query;
+      const namespace = namespaceOf(query);
+      const filter = filterOf(query, CATALOG_FIELDS);
+      const version = await block(request, namespaceKey(namespace));
+      const services: Record<string, string[]> = {};
+      for (const instance of present(namespace)) {
+        if (filter && !filter(catalogEntryOf(instance, datacenter, version))) continue;
+        const tags = (services[instance.service] ??= []);
+        for (const tag of instance.tags) if (!tags.includes(tag)) tags.push(tag);
+      }
+      return answer(reply, version, services);
+    },
+  );
 
-  app.get('/v1/catalog/service/:name', {
-    schema: { tags: ['consul'], summary: 'Consul: instances of a service. Supports tag, filter and blocking queries.', params: NameParams },
-  }, async (request, reply) => {
-    const query = request.query as params.Query;
-    const namespace = namespaceOf(query);
-    const filter = filterOf(query, CATALOG_FIELDS);
-    const { name } = request.params as { name: string };
-    const version = await block(request, serviceKey(namespace, name));
-    const entries = present(namespace, name)
-      .filter(tagged(query))
-      .map((instance) => catalogEntryOf(instance, datacenter, version))
-      .filter((entry) => !filter || filter(entry));
-    return answer(reply, version, entries);
-  });
+  app.get(
+    '/v1/catalog/service/:name',
+    {
+      schema: { tags: ['consul'], summary: 'Consul: instances of a service. Supports tag, filter and blocking queries.', params: NameParams },
+    },
+    async (request, reply) => {
+      const query = request.query as params.Query;
+      const namespace = namespaceOf(query);
+      const filter = filterOf(query, CATALOG_FIELDS);
+      const { name } = request.params as { name: string };
+      const version = await block(request, serviceKey(namespace, name));
+      const entries = present(namespace, name)
+        .filter(tagged(query))
+        .map((instance) => catalogEntryOf(instance, datacenter, version))
+        .filter((entry) => !filter || filter(entry));
+      return answer(reply, version, entries);
+    },
+  );
 
-  app.get('/v1/health/service/:name', {
-    schema: { tags: ['consul'], summary: 'Consul: instances of a service with their checks. Supports passing, tag, filter and blocking queries.', params: NameParams },
-  }, async (request, reply) => {
-    const query = request.query as params.Query;
-    const namespace = namespaceOf(query);
-    const filter = filterOf(query, HEALTH_FIELDS);
-    const passing = flag(query, 'passing');
-    const { name } = request.params as { name: string };
-    const version = await block(request, serviceKey(namespace, name));
-    const entries = present(namespace, name)
-      .filter(tagged(query))
-      .filter((instance) => !passing || instance.status === 'passing')
-      .map((instance) => healthEntryOf(instance, datacenter, version, outputs.get(nodeKey(instance.record.namespace, instance.id)) ?? ''))
-      .filter((entry) => !filter || filter(entry));
-    return answer(reply, version, entries);
-  });
+  app.get(
+    '/v1/health/service/:name',
+    {
+      schema: { tags: ['consul'], summary: 'Consul: instances of a service with their checks. Supports passing, tag, filter and blocking queries.', params: NameParams },
+    },
+    async (request, reply) => {
+      const query = request.query as params.Query;
+      const namespace = namespaceOf(query);
+      const filter = filterOf(query, HEALTH_FIELDS);
+      const passing = flag(query, 'passing');
+      const { name } = request.params as { name: string };
+      const version = await block(request, serviceKey(namespace, name));
+      const entries = present(namespace, name)
+        .filter(tagged(query))
+        .filter((instance) => !passing || instance.status === 'passing')
+        .map((instance) => healthEntryOf(instance, datacenter, version, outputs.get(nodeKey(instance.record.namespace, instance.id)) ?? ''))
+        .filter((entry) => !filter || filter(entry));
+      return answer(reply, version, entries);
+    },
+  );
 }

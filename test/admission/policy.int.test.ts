@@ -22,8 +22,7 @@ interface Problem {
   details?: Record<string, unknown>;
 }
 
-const ORCHESTRATORS_AND_REDUCERS =
-  'node.node_type in ["orchestrator", "reducer"] && (node.node_type != "orchestrator" || node.capabilities.max_concurrent_workflows <= 100)';
+const ORCHESTRATORS_AND_REDUCERS = 'node.node_type in ["orchestrator", "reducer"] && (node.node_type != "orchestrator" || node.capabilities.max_concurrent_workflows <= 100)';
 
 function introspection(namespace: string, nodeId: string, nodeType: string, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
   return { namespace, node_id: nodeId, node_type: nodeType, node_version: '1.0.0', capabilities, incarnation: 1 };
@@ -136,7 +135,10 @@ describe('namespace policies', () => {
     assert.equal(second.body.version, 1);
     assert.equal(third.body.version, 2);
     const versions = await json<{ versions: Array<{ version: number; expression: string; created_by: string }> }>(`${t.url}/api/v1/namespaces/pol-v/policy/versions`);
-    assert.deepEqual(versions.body.versions.map((item) => item.version), [2, 1]);
+    assert.deepEqual(
+      versions.body.versions.map((item) => item.version),
+      [2, 1],
+    );
     assert.equal(versions.body.versions[0]?.created_by, 'anonymous');
     const first = await json<{ version: number; expression: string }>(`${t.url}/api/v1/namespaces/pol-v/policy?version=1`);
     assert.equal(first.body.expression, 'node.node_type == "reducer"');
@@ -146,7 +148,10 @@ describe('namespace policies', () => {
     assert.equal((await register(introspection('pol-v', 'effect-x', 'effect'))).status, 201);
     const changes = await audit('namespace=pol-v&action=policy.update');
     assert.equal(changes.length, 2);
-    assert.deepEqual(changes.map((item) => item.details.policy_version), [2, 1]);
+    assert.deepEqual(
+      changes.map((item) => item.details.policy_version),
+      [2, 1],
+    );
   });
 
   it('leaves namespaces without a policy open', async () => {
@@ -196,7 +201,10 @@ describe('namespace quotas', () => {
     // Forty first registrations at once, two of each of twenty nodes: five nodes fit.
     const burst = Array.from({ length: 20 }, (_, i) => introspection('quota-burst', `b${i}`, 'compute'));
     const answers = await Promise.all([...burst, ...burst].map((body) => register(body)));
-    assert.ok(answers.every((answer) => answer.status < 300 || answer.body.code === 'QUOTA_EXCEEDED'), JSON.stringify(answers.map((a) => a.status)));
+    assert.ok(
+      answers.every((answer) => answer.status < 300 || answer.body.code === 'QUOTA_EXCEEDED'),
+      JSON.stringify(answers.map((a) => a.status)),
+    );
     const admitted = new Set(answers.flatMap((answer, i) => (answer.status < 300 ? [String(burst[i % burst.length]?.node_id)] : [])));
     const listed = await json<{ nodes: { node_id: string }[] }>(`${t.url}/api/v1/nodes?namespace=quota-burst&limit=100`);
     assert.equal(listed.body.nodes.length, 5, listed.body.nodes.map((node) => node.node_id).join(' '));
@@ -208,7 +216,10 @@ describe('namespace quotas', () => {
     assert.equal(set.status, 200, JSON.stringify(set.body));
     const burst = Array.from({ length: 30 }, (_, i) => introspection('quota-burst-type', `t${i}`, i % 2 === 0 ? 'effect' : 'compute'));
     const answers = await Promise.all(burst.map((body) => register(body)));
-    assert.ok(answers.every((answer) => answer.status < 300 || answer.body.code === 'QUOTA_EXCEEDED'), JSON.stringify(answers.map((a) => a.status)));
+    assert.ok(
+      answers.every((answer) => answer.status < 300 || answer.body.code === 'QUOTA_EXCEEDED'),
+      JSON.stringify(answers.map((a) => a.status)),
+    );
     const listed = await json<{ nodes: { node_type: string }[] }>(`${t.url}/api/v1/nodes?namespace=quota-burst-type&limit=100`);
     assert.equal(listed.body.nodes.filter((node) => node.node_type === 'effect').length, 3);
     assert.equal(listed.body.nodes.filter((node) => node.node_type === 'compute').length, 15);

@@ -6,9 +6,9 @@ import client from 'prom-client';
 import { RollcallError } from '../domain/errors.js';
 import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
-import { metricOnce } from '../engine/registry-metrics.js';
+import { metricOnce } from '../metrics.js';
 import type { NamespaceQuotas, PolicyVersion, Store, WriteQuota } from '../store/store.js';
-import { ANONYMOUS, type AuditLog } from './audit.js';
+import { ANONYMOUS, type AuditLog } from '../security/audit.js';
 import { QuotaBook } from './quotas.js';
 
 /** Longest policy source accepted. */
@@ -22,10 +22,7 @@ export type PolicyDenialReason = (typeof POLICY_DENIAL_REASONS)[number];
  * The variables a policy sees. `namespace` is a reserved word in CEL, hence `ns`; `identity` is
  * `{spiffe_id}` when the introspection was signed, else an empty map (test with `has(identity.spiffe_id)`).
  */
-const environment = new Environment({ limits: { maxAstNodes: 2000, maxDepth: 50 } })
-  .registerVariable('node', 'map')
-  .registerVariable('identity', 'map')
-  .registerVariable('ns', 'string');
+const environment = new Environment({ limits: { maxAstNodes: 2000, maxDepth: 50 } }).registerVariable('node', 'map').registerVariable('identity', 'map').registerVariable('ns', 'string');
 
 type Program = (context: Record<string, unknown>) => unknown;
 
@@ -89,11 +86,21 @@ export class NamespaceAdmission implements AdmissionCheck {
     this.log = options.logger.child({ component: 'admission' });
     this.quotas = new QuotaBook(options.registry.view);
     const registers = [options.registry.metrics.registry];
-    this.policyDenials = metricOnce(options.registry.metrics.registry, 'rollcall_policy_denials_total', () =>
-      new client.Counter({ name: 'rollcall_policy_denials_total', help: 'Registrations refused by a namespace policy, by namespace and reason (rejected, evaluation_error, not_bool).', labelNames: ['namespace', 'reason'], registers }),
+    this.policyDenials = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_policy_denials_total',
+      () =>
+        new client.Counter({
+          name: 'rollcall_policy_denials_total',
+          help: 'Registrations refused by a namespace policy, by namespace and reason (rejected, evaluation_error, not_bool).',
+          labelNames: ['namespace', 'reason'],
+          registers,
+        }),
     );
-    this.quotaDenials = metricOnce(options.registry.metrics.registry, 'rollcall_quota_denials_total', () =>
-      new client.Counter({ name: 'rollcall_quota_denials_total', help: 'Registrations refused because the namespace\'s quota was reached.', labelNames: ['namespace'], registers }),
+    this.quotaDenials = metricOnce(
+      options.registry.metrics.registry,
+      'rollcall_quota_denials_total',
+      () => new client.Counter({ name: 'rollcall_quota_denials_total', help: "Registrations refused because the namespace's quota was reached.", labelNames: ['namespace'], registers }),
     );
   }
 

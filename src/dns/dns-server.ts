@@ -7,9 +7,9 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import dnsPacket, { type Answer, type DecodedPacket, type Packet, type Question, type SoaAnswer } from 'dns-packet';
 import type { Logger } from 'pino';
-import { ipv4Of, serviceAddress } from '../../domain/node-address.js';
-import type { NodeRecord } from '../../domain/node.js';
-import type { NodeQuery, NodePage } from '../../engine/live-view.js';
+import { ipv4Of, serviceAddress } from '../domain/node-address.js';
+import type { NodeRecord } from '../domain/node.js';
+import type { NodeQuery, NodePage } from '../engine/live-view.js';
 
 /** The reads the DNS server needs: the live view (or anything that answers like it). */
 export interface DnsNodeSource {
@@ -111,19 +111,17 @@ export class DnsServer {
     this.tcp = null;
     for (const socket of this.connections) socket.destroy();
     this.connections.clear();
-    await Promise.all([
-      udp ? new Promise<void>((resolve) => udp.close(() => resolve())) : Promise.resolve(),
-      tcp ? new Promise<void>((resolve) => tcp.close(() => resolve())) : Promise.resolve(),
-    ]);
+    await Promise.all([udp ? new Promise<void>((resolve) => udp.close(() => resolve())) : Promise.resolve(), tcp ? new Promise<void>((resolve) => tcp.close(() => resolve())) : Promise.resolve()]);
   }
 
   private listenUdp(port: number): Promise<Socket> {
     const socket = createSocket(this.options.host.includes(':') ? 'udp6' : 'udp4');
     socket.on('message', (message: Buffer, remote: RemoteInfo) => {
       const response = this.respond(message, 'udp');
-      if (response) socket.send(response, remote.port, remote.address, (err) => {
-        if (err) this.log.debug({ err }, 'dns udp send failed');
-      });
+      if (response)
+        socket.send(response, remote.port, remote.address, (err) => {
+          if (err) this.log.debug({ err }, 'dns udp send failed');
+        });
     });
     return new Promise((resolve, reject) => {
       socket.once('error', reject);
@@ -327,7 +325,11 @@ export class DnsServer {
   private targetName(node: NodeRecord, ip: string | null, host: string): string {
     const namespace = node.namespace === this.options.defaultNamespace ? '' : `.${node.namespace}`;
     if (ip !== null && DNS_LABEL.test(node.node_id)) return `${node.node_id}.node${namespace}.${this.domain}`;
-    if (ip !== null) return `${ip.split('.').map((octet) => Number(octet).toString(16).padStart(2, '0')).join('')}.addr.${this.domain}`;
+    if (ip !== null)
+      return `${ip
+        .split('.')
+        .map((octet) => Number(octet).toString(16).padStart(2, '0'))
+        .join('')}.addr.${this.domain}`;
     return host;
   }
 
@@ -351,9 +353,7 @@ export class DnsServer {
   /** Encodes the response within the transport's size, dropping records and setting TC when cut. */
   private encodeFitting(response: Packet, query: DecodedPacket, transport: Transport): Buffer {
     const opt = (query.additionals ?? []).find((record) => record.type === 'OPT');
-    const limit = transport === 'tcp'
-      ? TCP_MAX
-      : opt && 'udpPayloadSize' in opt ? Math.min(Math.max(opt.udpPayloadSize, UDP_PLAIN_MAX), UDP_EDNS_MAX) : UDP_PLAIN_MAX;
+    const limit = transport === 'tcp' ? TCP_MAX : opt && 'udpPayloadSize' in opt ? Math.min(Math.max(opt.udpPayloadSize, UDP_PLAIN_MAX), UDP_EDNS_MAX) : UDP_PLAIN_MAX;
     const edns: Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: UDP_EDNS_MAX, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }] : [];
     const packet: Packet = { ...response, additionals: [...(response.additionals ?? []), ...edns] };
     if (dnsPacket.encodingLength(packet) <= limit) return dnsPacket.encode(packet);

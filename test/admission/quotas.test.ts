@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { fromDagi, recordFrom, type NodeRecord, type Registration, type TopologyChange } from '../../src/domain/node.js';
 import { LiveView } from '../../src/engine/live-view.js';
-import { QuotaBook } from '../../src/security/quotas.js';
+import { QuotaBook } from '../../src/admission/quotas.js';
 
 function registration(id: string, nodeType = 'worker'): Registration {
   return { ...fromDagi({ node_id: id, hostname: id, role: 'worker' }, { leaseTtlMs: 1000 }), namespace: 'q', node_type: nodeType };

@@ -1,10 +1,10 @@
 // Maps between Consul's HTTP API shapes and rollcall nodes: service definitions in, agent, catalog and
 // health entries out, plus the small subset of Consul's filter language rollcall evaluates.
-import { RollcallError } from '../domain/errors.js';
-import type { JsonObject, JsonValue } from '../domain/json.js';
-import { DEFAULT_NAMESPACE, type HealthStatus, type NodeRecord, type Registration } from '../domain/node.js';
-import { announcedAddress, nodeHost } from '../domain/node-address.js';
-import { LABEL_PATTERN, LIMITS, NODE_ID_PATTERN, NODE_TYPE_PATTERN } from '../domain/schemas.js';
+import { RollcallError } from '../../domain/errors.js';
+import type { JsonObject, JsonValue } from '../../domain/json.js';
+import { DEFAULT_NAMESPACE, type HealthStatus, type NodeRecord, type Registration } from '../../domain/node.js';
+import { announcedAddress, nodeHost } from '../../domain/node-address.js';
+import { LABEL_PATTERN, LIMITS, NODE_ID_PATTERN, NODE_TYPE_PATTERN } from '../../domain/schemas.js';
 
 export const CHECK_STATUSES = ['passing', 'warning', 'critical'] as const;
 export type CheckStatus = (typeof CHECK_STATUSES)[number];
@@ -120,7 +120,11 @@ function parseCheck(raw: unknown, field: string, serviceId: string, ordinal: num
   const checkId = optionalString(map, 'checkid', `${field}.CheckID`, LIMITS.idLength) ?? optionalString(map, 'id', `${field}.ID`, LIMITS.idLength);
   const check: ConsulCheck = { CheckID: checkId || defaultId, Name: optionalString(map, 'name', `${field}.Name`, 255) || `Service '${serviceId}' check`, Type: type };
   const optional: Array<[keyof ConsulCheck, string | undefined]> = [
-    ['TTL', ttl], ['HTTP', http], ['TCP', tcp], ['GRPC', grpc], ['Interval', interval],
+    ['TTL', ttl],
+    ['HTTP', http],
+    ['TCP', tcp],
+    ['GRPC', grpc],
+    ['Interval', interval],
     ['Timeout', duration(map, 'timeout', `${field}.Timeout`)],
     ['DeregisterCriticalServiceAfter', duration(map, 'deregistercriticalserviceafter', `${field}.DeregisterCriticalServiceAfter`)],
     ['Notes', optionalString(map, 'notes', `${field}.Notes`)],
@@ -203,10 +207,7 @@ export function healthOfStatus(status: CheckStatus): HealthStatus {
  * Status says otherwise (as in Consul), and so do HTTP and TCP checks, which rollcall runs; other
  * checks are not executed, so a service with only those is passing.
  */
-export function registrationOf(
-  def: ServiceDefinition,
-  context: { namespace: string; agent: string; defaultLeaseTtlMs: number; existing: NodeRecord | undefined },
-): Registration {
+export function registrationOf(def: ServiceDefinition, context: { namespace: string; agent: string; defaultLeaseTtlMs: number; existing: NodeRecord | undefined }): Registration {
   const ttl = ttlCheckOf(def.Checks);
   // As in Consul, a check starts critical until it first passes; checks rollcall does not run
   // (script, gRPC, alias) cannot pass, so a service with only those starts passing.
@@ -475,9 +476,13 @@ function tokenize(expression: string): Token[] {
 }
 
 function filterError(expression: string, message: string): RollcallError {
-  return new RollcallError('VALIDATION_FAILED', `Query parameter filter is not supported: ${message}. Supported: <Selector> ==|!= "v", <Selector> contains|not contains "v", "v" in|not in <Selector>, <Selector> is empty|is not empty, joined by and/or/not and parentheses.`, {
-    details: { parameter: 'filter', filter: expression },
-  });
+  return new RollcallError(
+    'VALIDATION_FAILED',
+    `Query parameter filter is not supported: ${message}. Supported: <Selector> ==|!= "v", <Selector> contains|not contains "v", "v" in|not in <Selector>, <Selector> is empty|is not empty, joined by and/or/not and parentheses.`,
+    {
+      details: { parameter: 'filter', filter: expression },
+    },
+  );
 }
 
 function resolve(entry: JsonObject, selector: string[]): JsonValue | undefined {

@@ -5,8 +5,8 @@
 // instance the service was registered with runs its checks, as only that Consul agent would.
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from '../engine/registry.js';
-import { nodeKey, type NodeRecord } from '../domain/node.js';
+import type { Registry } from '../../engine/registry.js';
+import { nodeKey, type NodeRecord } from '../../domain/node.js';
 import { consulMetadataOf, goDurationMs, healthOfStatus, runnable, type CheckStatus, type ConsulCheck } from './consul-model.js';
 
 const MIN_INTERVAL_MS = 1000;
@@ -121,7 +121,11 @@ export async function execute(check: ConsulCheck, cancel?: AbortSignal): Promise
 async function httpCheck(url: string, timeoutMs: number, cancel?: AbortSignal): Promise<CheckResult> {
   try {
     const timeout = AbortSignal.timeout(timeoutMs);
-    const response = await fetch(url, { signal: cancel ? AbortSignal.any([timeout, cancel]) : timeout, redirect: 'follow', headers: { 'user-agent': 'rollcall-consul-check', accept: 'text/plain, text/*, */*' } });
+    const response = await fetch(url, {
+      signal: cancel ? AbortSignal.any([timeout, cancel]) : timeout,
+      redirect: 'follow',
+      headers: { 'user-agent': 'rollcall-consul-check', accept: 'text/plain, text/*, */*' },
+    });
     // Consul shows the start of the body as the check's output.
     const body = (await response.text()).slice(0, 4096);
     const line = `HTTP GET ${url}: ${response.status} ${response.statusText} Output: ${body}`;

@@ -56,7 +56,10 @@ describe('namespace quotas across two instances on one database', () => {
   it('admits exactly max_nodes of a burst spread over both instances', async () => {
     await setQuotas('shared-quota', { max_nodes: 5 });
     const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => introspect(i % 2 === 0 ? a : b, 'shared-quota', `n${i}`, 'compute')));
-    assert.ok(answers.every((answer) => answer.status === 201 || answer.body.code === 'QUOTA_EXCEEDED'), JSON.stringify(answers.map((answer) => answer.status)));
+    assert.ok(
+      answers.every((answer) => answer.status === 201 || answer.body.code === 'QUOTA_EXCEEDED'),
+      JSON.stringify(answers.map((answer) => answer.status)),
+    );
     const admitted = answers.flatMap((answer, i) => (answer.status === 201 ? [`n${i}`] : [])).sort();
     assert.equal(admitted.length, 5, `admitted ${admitted.join(' ')}`);
     assert.deepEqual((await listed('shared-quota')).map((node) => node.node_id).sort(), admitted);
@@ -69,7 +72,10 @@ describe('namespace quotas across two instances on one database', () => {
   it('admits exactly max_nodes_per_type of a burst spread over both instances, other types unaffected', async () => {
     await setQuotas('shared-type-quota', { max_nodes_per_type: { effect: 3 } });
     const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => introspect(i % 2 === 0 ? a : b, 'shared-type-quota', `t${i}`, i % 3 === 0 ? 'compute' : 'effect')));
-    assert.ok(answers.every((answer) => answer.status === 201 || answer.body.code === 'QUOTA_EXCEEDED'), JSON.stringify(answers.map((answer) => answer.status)));
+    assert.ok(
+      answers.every((answer) => answer.status === 201 || answer.body.code === 'QUOTA_EXCEEDED'),
+      JSON.stringify(answers.map((answer) => answer.status)),
+    );
     const nodes = await listed('shared-type-quota');
     assert.equal(nodes.filter((node) => node.node_type === 'effect').length, 3);
     assert.equal(nodes.filter((node) => node.node_type === 'compute').length, 10);
@@ -80,7 +86,11 @@ describe('namespace quotas across two instances on one database', () => {
     assert.equal((await introspect(b, 'shared-quota', 'late', 'compute')).status, 403);
     assert.equal((await json(`${a.url}/api/v1/nodes/${before[0]}?namespace=shared-quota`, { method: 'DELETE' })).status, 200);
     // Once b's view has the removal, b admits again.
-    await pollUntil(async () => (await json<{ status: string }>(`${b.url}/api/v1/nodes/${before[0]}?namespace=shared-quota`)).body.status, (status) => status === 'removed', { timeoutMs: 5000, what: 'b to see the removal' });
+    await pollUntil(
+      async () => (await json<{ status: string }>(`${b.url}/api/v1/nodes/${before[0]}?namespace=shared-quota`)).body.status,
+      (status) => status === 'removed',
+      { timeoutMs: 5000, what: 'b to see the removal' },
+    );
     assert.equal((await introspect(b, 'shared-quota', 'late', 'compute')).status, 201);
     assert.equal((await listed('shared-quota')).length, 5);
   });
