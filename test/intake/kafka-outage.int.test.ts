@@ -3,7 +3,7 @@
 // is back (with its data), intake and relay resume by themselves and nothing is lost.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
@@ -12,7 +12,7 @@ import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { envelope, topicNames } from '../../src/domain/events.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { freePort, pollUntil, waitFor } from '../support/processes.js';
+import { freePort, PATIENCE, pollUntil, waitFor } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 
 function kafkaScript(command: 'start' | 'stop', env: Record<string, string>): Promise<void> {
@@ -37,15 +37,24 @@ describe('Kafka broker outage', () => {
     port = await freePort();
     // The broker's pid, config and data go where the test can find them; `stop` removes them.
     stateDir = join(tmpdir(), `rollcall-kafka-${port}`);
-    env = { KAFKA_PORT: String(port), KAFKA_CONTROLLER_PORT: String(await freePort()), KAFKA_STATE_DIR: stateDir, KAFKA_BROKER_URL: '', KAFKA_BOOTSTRAP_SERVERS: '' };
+    // A broker's first start takes seconds on an idle machine and over a minute on a busy one.
+    env = {
+      KAFKA_PORT: String(port),
+      KAFKA_CONTROLLER_PORT: String(await freePort()),
+      KAFKA_STATE_DIR: stateDir,
+      KAFKA_BROKER_URL: '',
+      KAFKA_BOOTSTRAP_SERVERS: '',
+      KAFKA_START_TIMEOUT: String(60 * PATIENCE),
+    };
     await kafkaScript('start', env);
     database = await createTestDatabase();
     t = await startTestServer({ database, config: { kafkaBrokers: `127.0.0.1:${port}`, kafkaTopicPrefix: prefix, kafkaGroupId: `${prefix}.registry` } });
   });
   after(async () => {
-    await t.stop();
-    await database.drop();
-    await kafkaScript('stop', env);
+    await t?.stop();
+    await database?.drop();
+    // Also after a start that failed: the broker's logs and config stay in its state folder.
+    await kafkaScript('stop', env).finally(() => rm(stateDir, { recursive: true, force: true }));
   });
 
   const announce = async (nodeId: string): Promise<void> => {

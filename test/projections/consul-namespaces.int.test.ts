@@ -51,8 +51,8 @@ describe('consul projection of namespaces in one Consul namespace', () => {
   });
 
   it('gives one node_id in two namespaces two services with distinct IDs, names and checks', async () => {
-    await register(t.url, { node_id: 'worker-1', lease_ttl_seconds: 3, ip: '10.0.0.1' });
-    await register(t.url, { node_id: 'worker-1', namespace: 'beta', lease_ttl_seconds: 3, ip: '10.0.0.2' });
+    await register(t.url, { node_id: 'worker-1', lease_ttl_seconds: 60, ip: '10.0.0.1' });
+    await register(t.url, { node_id: 'worker-1', namespace: 'beta', lease_ttl_seconds: 60, ip: '10.0.0.2' });
     await waitFor('both in consul', async () => (consul.services.has('worker-1') && consul.services.has('beta~worker-1') ? true : undefined));
     const home = consul.services.get('worker-1');
     const beta = consul.services.get('beta~worker-1');
@@ -117,8 +117,8 @@ describe('consul projection into Consul Enterprise namespaces', () => {
   });
 
   it("registers each namespace's node in the Consul namespace of its name, with the plain node_id", async () => {
-    await register(t.url, { node_id: 'worker-1', lease_ttl_seconds: 3, ip: '10.0.0.1' });
-    await register(t.url, { node_id: 'worker-1', namespace: 'beta', lease_ttl_seconds: 3, ip: '10.0.0.2' });
+    await register(t.url, { node_id: 'worker-1', lease_ttl_seconds: 60, ip: '10.0.0.1' });
+    await register(t.url, { node_id: 'worker-1', namespace: 'beta', lease_ttl_seconds: 60, ip: '10.0.0.2' });
     await waitFor('both in consul', async () => (consul.servicesIn('default').has('worker-1') && consul.servicesIn('beta').has('worker-1') ? true : undefined));
     assert.equal(consul.servicesIn('default').get('worker-1')?.Address, '10.0.0.1');
     assert.equal(consul.servicesIn('beta').get('worker-1')?.Address, '10.0.0.2');
