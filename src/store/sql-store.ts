@@ -1,25 +1,12 @@
 // The Store written once in SQL, over either driver (node-postgres or PGlite).
 import { createHash, randomUUID } from 'node:crypto';
-import type { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import {
-  changedFields,
-  contentHash,
-  nodeKey,
-  nodeNotFound,
-  quotaExceeded,
-  recordFrom,
-  shiftPlaces,
-  staleIncarnation,
-  type ChangeType,
-  type NamespacePlaces,
-  type NodeRecord,
-  type TopologyChange,
-} from '../domain/node.js';
+import { nodeKey, type ChangeType, type NamespacePlaces, type NodeRecord, type TopologyChange } from '../domain/node.js';
+import { isOutcome, placeNeeds, planWrite, takePlace, type NodeWrite, type WriteOutcome } from '../domain/node-lifecycle.js';
 import { migrate } from './migrate.js';
 import { judgeWriteFailure, type WriteSubject } from './sql-errors.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
-import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, NodeWrite, Profile, Store, WriteFailure, WriteOutcome } from './store.js';
+import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, Profile, Store, WriteFailure } from './store.js';
 import type { AuditEntry, AuditQuery, NamespaceQuotas, PolicyVersion, StoredAuditEntry } from './store.js';
 import type { CertificateRevocation, IssuedCertificate, JoinTokenRecord, JoinTokenUse } from './store.js';
 
@@ -174,95 +161,6 @@ function toChange(row: ChangeRow): TopologyChange {
   };
 }
 
-/**
- * Counts a planned change against its namespace's places: a registration held to a quota that has
- * no room is refused (the error), anything else moves the counts and goes through (null).
- */
-function takePlace(places: NamespacePlaces | undefined, write: NodeWrite, before: NodeRecord | undefined, after: NodeRecord): RollcallError | null {
-  if (!places) return null;
-  const counted = before !== undefined && before.status !== 'removed';
-  if (write.kind === 'register') {
-    const addsNode = !counted;
-    const addsType = !counted || before.node_type !== after.node_type;
-    const quota = write.quota;
-    if (quota) {
-      if (addsNode && quota.max_nodes !== null && places.total >= quota.max_nodes) return quotaExceeded(write.registration, 'max_nodes', quota.max_nodes, places.total);
-      const ofType = places.byType.get(after.node_type) ?? 0;
-      if (addsType && quota.max_nodes_of_type !== null && ofType >= quota.max_nodes_of_type) return quotaExceeded(write.registration, 'max_nodes_per_type', quota.max_nodes_of_type, ofType);
-    }
-    if (addsType) {
-      shiftPlaces(places, after.node_type, 1, addsNode);
-      if (counted) shiftPlaces(places, before.node_type, -1, false);
-    }
-    return null;
-  }
-  if (counted && after.status === 'removed') shiftPlaces(places, before.node_type, -1);
-  return null;
-}
-
-/** Decides what one write does to the record it finds; pure, so the whole batch is planned in memory. */
-function planWrite(
-  write: NodeWrite,
-  existing: NodeRecord | undefined,
-  leaseHeartbeatMs: number | undefined,
-  nowIso: string,
-  nowMs: number,
-): { record: NodeRecord; changeType: ChangeType; fields: string[]; reason: string } | WriteOutcome {
-  switch (write.kind) {
-    case 'register': {
-      const reg = write.registration;
-      if (existing && reg.incarnation < existing.incarnation) {
-        return { status: 'rejected', error: staleIncarnation('Registration', reg.node_id, reg.incarnation, existing.incarnation) };
-      }
-      const live = existing?.status === 'online';
-      if (live && existing.incarnation === reg.incarnation) {
-        // Same hash, or the same content sent with its keys in another order: nothing to write.
-        if (existing.content_hash === contentHash(reg) || changedFields(existing, reg).length === 0) return { status: 'unchanged', node: existing };
-      }
-      const record = recordFrom(reg, {
-        status: 'online',
-        registered_at: live ? existing.registered_at : nowIso,
-        updated_at: nowIso,
-        last_heartbeat: nowIso,
-        removed_at: null,
-        removal_reason: null,
-      });
-      return live ? { record, changeType: 'updated', fields: changedFields(existing, reg), reason: reg.reason } : { record, changeType: 'added', fields: [], reason: reg.reason };
-    }
-    case 'deregister': {
-      if (!existing) return { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
-      if (existing.status === 'removed') return { status: 'unchanged', node: existing };
-      if (write.incarnation !== undefined && write.incarnation < existing.incarnation) {
-        return { status: 'rejected', error: staleIncarnation('Tombstone', write.node_id, write.incarnation, existing.incarnation) };
-      }
-      const record: NodeRecord = {
-        ...existing,
-        status: 'removed',
-        updated_at: nowIso,
-        removed_at: existing.removed_at ?? nowIso,
-        removal_reason: write.reason,
-      };
-      return { record, changeType: 'removed', fields: ['status'], reason: write.reason };
-    }
-    case 'expire': {
-      if (!existing || existing.status !== 'online' || existing.incarnation !== write.incarnation) {
-        return existing ? { status: 'unchanged', node: existing } : { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
-      }
-      const heartbeat = Math.max(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat), write.graceFromMs);
-      if (heartbeat + existing.lease_ttl_ms > nowMs) return { status: 'unchanged', node: existing };
-      const record: NodeRecord = {
-        ...existing,
-        status: 'offline',
-        updated_at: nowIso,
-        last_heartbeat: new Date(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat)).toISOString(),
-        removed_at: nowIso,
-        removal_reason: 'lease_expired',
-      };
-      return { record, changeType: 'removed', fields: ['status'], reason: 'lease_expired' };
-    }
-  }
-}
-
 export class SqlStore implements Store {
   /** Marks this store's notifications, so it is not woken by its own commits. */
   private readonly instanceToken = randomUUID();
@@ -297,8 +195,8 @@ export class SqlStore implements Store {
         const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
         const key = nodeKey(namespace, node_id);
         const found = current.get(key);
-        const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
-        if ('status' in plan) {
+        const plan = planWrite(write, found?.record, found?.leaseMs, nowMs);
+        if (isOutcome(plan)) {
           outcomes.push(plan);
           return;
         }
@@ -359,9 +257,7 @@ export class SqlStore implements Store {
       const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
       if (write.kind === 'deregister') deregistering.add(namespace);
       if (write.kind !== 'register' || !write.quota) return;
-      const found = current.get(nodeKey(namespace, node_id))?.record;
-      const counted = found !== undefined && found.status !== 'removed' && found.node_type === write.registration.node_type;
-      if (!counted) quoted.add(namespace);
+      if (placeNeeds(current.get(nodeKey(namespace, node_id))?.record, write.registration.node_type).addsType) quoted.add(namespace);
     });
     // A node deregistered and registered again in one batch needs a place its first write freed.
     for (const write of writes) if (write.kind === 'register' && write.quota && deregistering.has(write.registration.namespace)) quoted.add(write.registration.namespace);

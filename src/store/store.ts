@@ -1,24 +1,10 @@
 // The Store: the one source of truth. Only the engine writes through it; readers use the live view.
 import type { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import type { NodeRecord, Registration, TopologyChange } from '../domain/node.js';
+import type { NodeWrite, WriteOutcome } from '../domain/node-lifecycle.js';
+import type { NodeRecord, TopologyChange } from '../domain/node.js';
 
-/**
- * Quota limits a registration is held to. The store checks them again in the write's transaction,
- * under a lock per namespace, so instances sharing the database cannot overshoot together.
- */
-export interface WriteQuota {
-  max_nodes: number | null;
-  max_nodes_of_type: number | null;
-}
-
-export type NodeWrite =
-  | { kind: 'register'; registration: Registration; quota?: WriteQuota }
-  | { kind: 'deregister'; namespace: string; node_id: string; reason: string; incarnation?: number }
-  /** Takes a node offline if, checked again inside the transaction, its lease has lapsed. */
-  | { kind: 'expire'; namespace: string; node_id: string; incarnation: number; graceFromMs: number };
-
-export type WriteOutcome = { status: 'changed'; change: TopologyChange } | { status: 'unchanged'; node: NodeRecord } | { status: 'rejected'; error: RollcallError };
+export type { NodeWrite, WriteOutcome, WriteQuota } from '../domain/node-lifecycle.js';
 
 /** What a failed `applyWrites` means for the writes it carried. */
 export type WriteFailure =
