@@ -6,7 +6,7 @@ import type { JsonObject } from '../domain/json.js';
 import { judgeHeartbeat, judgeRegistration } from '../domain/node-lifecycle.js';
 import { DOCUMENT_FIELDS, contentDigest, nodeKey, nodeNotFound, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
 import { LIMITS } from '../domain/schemas.js';
-import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome, WriteQuota } from '../store/store.js';
+import type { DutyLocks, HeartbeatLog, HeartbeatLogEntry, LeaseRenewal, NodeStore, NodeWrite, ProjectionPositions, WriteOutcome, WriteQuota } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
 import { WriteHealth } from './write-health.js';
@@ -41,8 +41,14 @@ export interface AdmissionCheck {
   committed?(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: TopologyChange }, context: AdmissionContext): void;
 }
 
+/**
+ * The store roles the registry uses (nodes, heartbeat history, the sweeper duty), and hands on to
+ * the projections that follow it (their duty locks and positions).
+ */
+export type RegistryStore = NodeStore & HeartbeatLog & DutyLocks & ProjectionPositions;
+
 export interface RegistryOptions {
-  store: Store;
+  store: RegistryStore;
   logger: Logger;
   leaseTtlMs: number;
   heartbeatFlushMs: number;
@@ -159,7 +165,7 @@ export class Registry {
     this.admission = check;
   }
 
-  get store(): Store {
+  get store(): RegistryStore {
     return this.options.store;
   }
 
