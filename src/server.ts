@@ -245,6 +245,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
   const app = await buildApp({
     registry,
+    store,
     logger,
     registryId,
     defaultNamespace: config.namespace,

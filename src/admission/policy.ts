@@ -7,7 +7,7 @@ import { RollcallError } from '../domain/errors.js';
 import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
 import { metricOnce } from '../metrics.js';
-import type { NamespaceQuotas, PolicyVersion, Store, WriteQuota } from '../store/store.js';
+import type { NamespaceQuotas, PolicyStore, PolicyVersion, WriteQuota } from '../store/store.js';
 import { ANONYMOUS, type AuditLog } from '../security/audit.js';
 import { QuotaBook } from './quotas.js';
 
@@ -61,7 +61,7 @@ function toCel(value: unknown): unknown {
 
 export interface NamespaceAdmissionOptions {
   registry: Registry;
-  store: Store;
+  store: PolicyStore;
   audit: AuditLog;
   logger: Logger;
   /** How often policies and quotas saved by other instances are picked up. */
@@ -104,7 +104,7 @@ export class NamespaceAdmission implements AdmissionCheck {
     );
   }
 
-  get store(): Store {
+  get store(): PolicyStore {
     return this.options.store;
   }
 

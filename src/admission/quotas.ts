@@ -1,9 +1,10 @@
 // Per-namespace node quotas (in total and per node_type), counted from the live view: online and
 // offline records count, removed ones don't, and a node already counted is never counted twice.
 // The counts are kept as the view changes, so a check is O(1) in the namespace's size.
+import { placeNeeds, type WriteQuota } from '../domain/node-lifecycle.js';
 import { quotaExceeded, shiftPlaces, type NamespacePlaces, type NodeRecord, type Registration } from '../domain/node.js';
 import type { LiveView } from '../engine/live-view.js';
-import type { NamespaceQuotas, WriteQuota } from '../store/store.js';
+import type { NamespaceQuotas } from '../store/store.js';
 
 /** Statuses that hold a place in a quota. */
 const COUNTED = ['online', 'offline'] as const;
@@ -95,8 +96,10 @@ export class QuotaBook {
     if (!quotas) return undefined;
     const key = `${registration.namespace}/${registration.node_id}`;
     const held = this.reserved.get(key);
-    const counted = (current !== undefined && current.status !== 'removed') || held !== undefined;
-    const countedType = (current !== undefined && current.status !== 'removed' && current.node_type === registration.node_type) || held?.node_type === registration.node_type;
+    // A place reserved by a write in flight counts as one the node holds.
+    const needs = placeNeeds(current, registration.node_type);
+    const counted = !needs.addsNode || held !== undefined;
+    const countedType = !needs.addsType || held?.node_type === registration.node_type;
     let takesPlace = false;
     if (!counted && quotas.max_nodes !== null) {
       const used = this.count(registration.namespace, undefined, quotas.max_nodes);

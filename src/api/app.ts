@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { LIMITS } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
+import type { ApiKeyStore, ProfileStore, StoreConnection } from '../store/store.js';
 import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
 import { installAuth, type AuthOptions } from './auth.js';
@@ -26,6 +27,8 @@ import type { IntrospectionVerifier } from '../security/introspection-verifier.j
 
 export interface AppOptions {
   registry: Registry;
+  /** The store roles the routes read and write beside the registry: profiles, API keys, the /health ping. */
+  store: ProfileStore & ApiKeyStore & StoreConnection;
   logger: Logger;
   registryId: string;
   defaultNamespace: string;
@@ -123,10 +126,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (options.auth) {
     // Before any route: the rate limiter attaches itself to the routes declared after it.
     await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
-    apiKeyRoutes(app, { store: options.registry.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
+    apiKeyRoutes(app, { store: options.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
   }
   nodeRoutes(app, {
     registry: options.registry,
+    profiles: options.store,
     defaultNamespace: options.defaultNamespace,
     defaultLeaseTtlMs: options.defaultLeaseTtlMs,
     ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
@@ -154,6 +158,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   opsRoutes(app, {
     registry: options.registry,
+    store: options.store,
     registryId: options.registryId,
     storeTarget: options.storeTarget,
     startedAt: options.startedAt ?? Date.now(),

@@ -3,9 +3,10 @@
 import type { Logger } from 'pino';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import { DOCUMENT_FIELDS, contentDigest, contentHash, nodeKey, nodeNotFound, staleIncarnation, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
+import { judgeHeartbeat, judgeRegistration } from '../domain/node-lifecycle.js';
+import { DOCUMENT_FIELDS, contentDigest, nodeKey, nodeNotFound, type HealthStatus, type NodeRecord, type Registration, type TopologyChange } from '../domain/node.js';
 import { LIMITS } from '../domain/schemas.js';
-import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome, WriteQuota } from '../store/store.js';
+import type { DutyLocks, HeartbeatLog, HeartbeatLogEntry, LeaseRenewal, NodeStore, NodeWrite, ProjectionPositions, WriteOutcome, WriteQuota } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
 import { WriteHealth } from './write-health.js';
@@ -40,8 +41,14 @@ export interface AdmissionCheck {
   committed?(write: { action: 'register' | 'deregister'; namespace: string; node_id: string; change: TopologyChange }, context: AdmissionContext): void;
 }
 
+/**
+ * The store roles the registry uses (nodes, heartbeat history, the sweeper duty), and hands on to
+ * the projections that follow it (their duty locks and positions).
+ */
+export type RegistryStore = NodeStore & HeartbeatLog & DutyLocks & ProjectionPositions;
+
 export interface RegistryOptions {
-  store: Store;
+  store: RegistryStore;
   logger: Logger;
   leaseTtlMs: number;
   heartbeatFlushMs: number;
@@ -158,7 +165,7 @@ export class Registry {
     this.admission = check;
   }
 
-  get store(): Store {
+  get store(): RegistryStore {
     return this.options.store;
   }
 
@@ -240,11 +247,12 @@ export class Registry {
     this.assertRunning();
     checkDocumentSizes(registration);
     const live = this.view.get(registration.namespace, registration.node_id);
-    if (live && registration.incarnation < live.incarnation) throw staleIncarnation('Registration', registration.node_id, registration.incarnation, live.incarnation);
-    if (live?.status === 'online' && live.incarnation === registration.incarnation && live.content_hash === contentHash(registration)) {
+    const judged = judgeRegistration(live, registration);
+    if (judged?.status === 'rejected') throw judged.error;
+    if (judged?.status === 'unchanged') {
       // Nothing changed: this announcement is a heartbeat.
-      this.renew(live);
-      return { outcome: 'unchanged', node: live, version: this.view.version, change: null };
+      this.renew(judged.node);
+      return { outcome: 'unchanged', node: judged.node, version: this.view.version, change: null };
     }
     // The registry's own record is exempt from namespace policies and quotas.
     const admission = context.system === true ? undefined : this.admission;
@@ -272,34 +280,18 @@ export class Registry {
   /** Renews a lease in memory; the store learns of it at the next flush. */
   heartbeat(input: HeartbeatInput): HeartbeatResult | Promise<HeartbeatResult> {
     this.assertRunning();
-    const live = this.view.get(input.namespace, input.node_id);
-    if (!live || live.status === 'removed') {
-      this.metrics.heartbeats.inc({ outcome: 'unknown_node' });
-      throw nodeNotFound(input.namespace, input.node_id);
+    const verdict = judgeHeartbeat(this.view.get(input.namespace, input.node_id), input);
+    if (verdict.status === 'rejected') {
+      this.metrics.heartbeats.inc({ outcome: verdict.outcome });
+      throw verdict.error;
     }
-    if (input.incarnation !== undefined && input.incarnation < live.incarnation) {
-      this.metrics.heartbeats.inc({ outcome: 'stale' });
-      throw staleIncarnation('Heartbeat', input.node_id, input.incarnation, live.incarnation);
-    }
-    if (live.status !== 'online' || (input.incarnation !== undefined && input.incarnation > live.incarnation)) {
-      this.metrics.heartbeats.inc({ outcome: 'registration_required' });
-      throw new RollcallError(
-        'REGISTRATION_REQUIRED',
-        live.status !== 'online'
-          ? `Node ${input.node_id} is ${live.status} (${live.removal_reason ?? 'unknown reason'}); register it again.`
-          : `Node ${input.node_id} restarted (incarnation ${input.incarnation}); register the new incarnation first.`,
-        { details: { node_id: input.node_id, status: live.status, current_incarnation: live.incarnation } },
-      );
-    }
+    const live = verdict.node;
     this.metrics.heartbeats.inc({ outcome: 'renewed' });
     if (this.options.heartbeatHistory) {
       this.pendingHistory.push({ namespace: live.namespace, node_id: live.node_id, atMs: this.now(), status: input.status ?? input.health_status ?? null, metrics: input.metrics ?? {} });
     }
-    if (input.health_status !== undefined && input.health_status !== live.health_status) {
-      // A health change is content: write it, which renews the lease too.
-      const { status: _s, content_hash: _h, registered_at: _r, updated_at: _u, last_heartbeat: _l, removed_at: _ra, removal_reason: _rr, ...fields } = live;
-      return this.register({ ...fields, health_status: input.health_status, reason: 'health_change' }).then((result) => this.heartbeatResult(result.node));
-    }
+    // A health change is content: write it, which renews the lease too.
+    if (verdict.status === 'write') return this.register(verdict.registration).then((result) => this.heartbeatResult(result.node));
     this.renew(live);
     return this.heartbeatResult(live);
   }

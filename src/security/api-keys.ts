@@ -3,7 +3,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { RollcallError } from '../domain/errors.js';
 import { NAMESPACE_PATTERN } from '../domain/schemas.js';
-import { API_KEY_SCOPES, type ApiKeyRecord, type ApiKeyScope, type Store } from '../store/store.js';
+import { API_KEY_SCOPES, type ApiKeyRecord, type ApiKeyScope, type ApiKeyStore } from '../store/store.js';
 
 export { API_KEY_SCOPES, type ApiKeyRecord, type ApiKeyScope };
 
@@ -65,7 +65,7 @@ export function validateNewApiKey(input: NewApiKey): void {
   }
 }
 
-export async function createApiKey(store: Store, input: NewApiKey, nowMs = Date.now()): Promise<CreatedApiKey> {
+export async function createApiKey(store: ApiKeyStore, input: NewApiKey, nowMs = Date.now()): Promise<CreatedApiKey> {
   validateNewApiKey(input);
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
@@ -94,7 +94,7 @@ export class ApiKeyRing {
   private anyKeys = false;
   private anyCheckedAt = 0;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: ApiKeyStore) {}
 
   async start(): Promise<void> {
     this.anyKeys = (await this.store.countApiKeys()) > 0;

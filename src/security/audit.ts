@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
 import { toStorableText } from '../domain/storable-text.js';
-import type { AuditDecision, AuditEntry, AuditQuery, Store, StoredAuditEntry } from '../store/store.js';
+import type { AuditDecision, AuditEntry, AuditQuery, AuditStore, DutyLocks, StoredAuditEntry } from '../store/store.js';
 
 /** Actions rollcall itself records; other components may record their own (`auth.denied`, …). */
 export const AUDIT_ACTIONS = ['node.register', 'node.deregister', 'policy.update', 'quota.update'] as const;
@@ -39,7 +39,8 @@ interface Repeats {
 }
 
 export interface AuditLogOptions {
-  store: Store;
+  /** Purges run only on the instance holding the sweeper duty. */
+  store: AuditStore & DutyLocks;
   logger: Logger;
   /** Buffered entries are written this often. */
   flushMs: number;

@@ -2,7 +2,7 @@
 // current SVID, revocation; the operations behind the identity API and CLI.
 import type { Pkcs10CertificateRequest } from './x509.js';
 import { RollcallError } from '../domain/errors.js';
-import type { CertificateRevocation, Store } from '../store/store.js';
+import type { CertificateRevocation, IdentityStore } from '../store/store.js';
 import {
   nodeSpiffeId,
   parseCsr,
@@ -21,7 +21,7 @@ export type { CreatedJoinToken } from './join-tokens.js';
 
 export interface IdentityServiceOptions {
   ca: CertificateAuthority;
-  store: Store;
+  store: IdentityStore;
   svidTtlSeconds: number;
   /** Milliseconds since the epoch; tests pass a clock of their own. */
   now?: () => number;
@@ -39,7 +39,7 @@ export interface SvidResponse {
 
 export class IdentityService implements RevocationChecker {
   readonly ca: CertificateAuthority;
-  private readonly store: Store;
+  private readonly store: IdentityStore;
   private readonly svidTtlSeconds: number;
   private readonly now: () => number;
 
@@ -163,7 +163,11 @@ export class IdentityService implements RevocationChecker {
 }
 
 /** Records a revocation by serial (hex, any case) or by node SPIFFE ID: the CLI's path and the API's. */
-export async function revokeCertificate(store: Store, request: { serial?: string; spiffeId?: string; reason?: string }, nowMs: number = Date.now()): Promise<CertificateRevocation> {
+export async function revokeCertificate(
+  store: Pick<IdentityStore, 'revokeCertificate'>,
+  request: { serial?: string; spiffeId?: string; reason?: string },
+  nowMs: number = Date.now(),
+): Promise<CertificateRevocation> {
   const serial = request.serial?.toLowerCase();
   if ((serial === undefined) === (request.spiffeId === undefined)) throw new RollcallError('REVOCATION_INVALID', 'Name exactly one of serial and spiffe_id.');
   if (serial !== undefined && !/^[0-9a-f]{1,64}$/.test(serial)) throw new RollcallError('REVOCATION_INVALID', 'serial must be hexadecimal.', { details: { field: 'serial' } });

@@ -1,7 +1,7 @@
 // Join tokens: high-entropy bearer secrets that let a node enrol once; only their SHA-256 is stored.
 import { createHash, randomBytes } from 'node:crypto';
 import { RollcallError } from '../domain/errors.js';
-import type { Store } from '../store/store.js';
+import type { IdentityStore } from '../store/store.js';
 import { isSpiffeSegment } from './ca.js';
 
 export const JOIN_TOKEN_PREFIX = 'rcjt_';
@@ -38,7 +38,11 @@ export interface CreatedJoinToken {
 }
 
 /** Creates a join token in the store (the CLI's path, which needs no CA, and the API's). */
-export async function createJoinToken(store: Store, request: { namespace: string; nodeType: string; ttlSeconds?: number; uses?: number }, nowMs: number = Date.now()): Promise<CreatedJoinToken> {
+export async function createJoinToken(
+  store: Pick<IdentityStore, 'createJoinToken'>,
+  request: { namespace: string; nodeType: string; ttlSeconds?: number; uses?: number },
+  nowMs: number = Date.now(),
+): Promise<CreatedJoinToken> {
   const ttlSeconds = request.ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
   const uses = request.uses ?? 1;
   if (!(ttlSeconds > 0 && ttlSeconds <= MAX_JOIN_TOKEN_TTL_SECONDS))

@@ -1,25 +1,15 @@
-// The Store written once in SQL, over either driver (node-postgres or PGlite).
+// The Store written once in SQL, over either driver (node-postgres or PGlite): here the nodes role
+// (records, leases, the topology log), heartbeats and duty locks; the admin tables' roles are in sql/.
 import { createHash, randomUUID } from 'node:crypto';
-import type { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import {
-  changedFields,
-  contentHash,
-  nodeKey,
-  nodeNotFound,
-  quotaExceeded,
-  recordFrom,
-  shiftPlaces,
-  staleIncarnation,
-  type ChangeType,
-  type NamespacePlaces,
-  type NodeRecord,
-  type TopologyChange,
-} from '../domain/node.js';
+import { nodeKey, type ChangeType, type NamespacePlaces, type NodeRecord, type TopologyChange } from '../domain/node.js';
+import { isOutcome, placeNeeds, planWrite, takePlace, type NodeWrite, type WriteOutcome } from '../domain/node-lifecycle.js';
 import { migrate } from './migrate.js';
+import { SqlApiKeys, SqlAudit, SqlIdentity, SqlPolicies, SqlProfiles } from './sql/admin-tables.js';
+import { iso } from './sql/rows.js';
 import { judgeWriteFailure, type WriteSubject } from './sql-errors.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
-import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, NodeWrite, Profile, Store, WriteFailure, WriteOutcome } from './store.js';
+import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, Profile, Store, WriteFailure } from './store.js';
 import type { AuditEntry, AuditQuery, NamespaceQuotas, PolicyVersion, StoredAuditEntry } from './store.js';
 import type { CertificateRevocation, IssuedCertificate, JoinTokenRecord, JoinTokenUse } from './store.js';
 
@@ -115,10 +105,6 @@ interface NodeRow extends Omit<NodeRecord, 'health_status' | 'status' | 'incarna
   lease_heartbeat_ms?: number | string | null;
 }
 
-function iso(value: Date | string): string {
-  return (value instanceof Date ? value : new Date(value)).toISOString();
-}
-
 function toRecord(row: NodeRow): NodeRecord {
   const leaseMs = row.lease_heartbeat_ms == null ? null : Number(row.lease_heartbeat_ms);
   const lastHeartbeat = iso(row.last_heartbeat);
@@ -174,100 +160,23 @@ function toChange(row: ChangeRow): TopologyChange {
   };
 }
 
-/**
- * Counts a planned change against its namespace's places: a registration held to a quota that has
- * no room is refused (the error), anything else moves the counts and goes through (null).
- */
-function takePlace(places: NamespacePlaces | undefined, write: NodeWrite, before: NodeRecord | undefined, after: NodeRecord): RollcallError | null {
-  if (!places) return null;
-  const counted = before !== undefined && before.status !== 'removed';
-  if (write.kind === 'register') {
-    const addsNode = !counted;
-    const addsType = !counted || before.node_type !== after.node_type;
-    const quota = write.quota;
-    if (quota) {
-      if (addsNode && quota.max_nodes !== null && places.total >= quota.max_nodes) return quotaExceeded(write.registration, 'max_nodes', quota.max_nodes, places.total);
-      const ofType = places.byType.get(after.node_type) ?? 0;
-      if (addsType && quota.max_nodes_of_type !== null && ofType >= quota.max_nodes_of_type) return quotaExceeded(write.registration, 'max_nodes_per_type', quota.max_nodes_of_type, ofType);
-    }
-    if (addsType) {
-      shiftPlaces(places, after.node_type, 1, addsNode);
-      if (counted) shiftPlaces(places, before.node_type, -1, false);
-    }
-    return null;
-  }
-  if (counted && after.status === 'removed') shiftPlaces(places, before.node_type, -1);
-  return null;
-}
-
-/** Decides what one write does to the record it finds; pure, so the whole batch is planned in memory. */
-function planWrite(
-  write: NodeWrite,
-  existing: NodeRecord | undefined,
-  leaseHeartbeatMs: number | undefined,
-  nowIso: string,
-  nowMs: number,
-): { record: NodeRecord; changeType: ChangeType; fields: string[]; reason: string } | WriteOutcome {
-  switch (write.kind) {
-    case 'register': {
-      const reg = write.registration;
-      if (existing && reg.incarnation < existing.incarnation) {
-        return { status: 'rejected', error: staleIncarnation('Registration', reg.node_id, reg.incarnation, existing.incarnation) };
-      }
-      const live = existing?.status === 'online';
-      if (live && existing.incarnation === reg.incarnation) {
-        // Same hash, or the same content sent with its keys in another order: nothing to write.
-        if (existing.content_hash === contentHash(reg) || changedFields(existing, reg).length === 0) return { status: 'unchanged', node: existing };
-      }
-      const record = recordFrom(reg, {
-        status: 'online',
-        registered_at: live ? existing.registered_at : nowIso,
-        updated_at: nowIso,
-        last_heartbeat: nowIso,
-        removed_at: null,
-        removal_reason: null,
-      });
-      return live ? { record, changeType: 'updated', fields: changedFields(existing, reg), reason: reg.reason } : { record, changeType: 'added', fields: [], reason: reg.reason };
-    }
-    case 'deregister': {
-      if (!existing) return { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
-      if (existing.status === 'removed') return { status: 'unchanged', node: existing };
-      if (write.incarnation !== undefined && write.incarnation < existing.incarnation) {
-        return { status: 'rejected', error: staleIncarnation('Tombstone', write.node_id, write.incarnation, existing.incarnation) };
-      }
-      const record: NodeRecord = {
-        ...existing,
-        status: 'removed',
-        updated_at: nowIso,
-        removed_at: existing.removed_at ?? nowIso,
-        removal_reason: write.reason,
-      };
-      return { record, changeType: 'removed', fields: ['status'], reason: write.reason };
-    }
-    case 'expire': {
-      if (!existing || existing.status !== 'online' || existing.incarnation !== write.incarnation) {
-        return existing ? { status: 'unchanged', node: existing } : { status: 'rejected', error: nodeNotFound(write.namespace, write.node_id) };
-      }
-      const heartbeat = Math.max(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat), write.graceFromMs);
-      if (heartbeat + existing.lease_ttl_ms > nowMs) return { status: 'unchanged', node: existing };
-      const record: NodeRecord = {
-        ...existing,
-        status: 'offline',
-        updated_at: nowIso,
-        last_heartbeat: new Date(leaseHeartbeatMs ?? Date.parse(existing.last_heartbeat)).toISOString(),
-        removed_at: nowIso,
-        removal_reason: 'lease_expired',
-      };
-      return { record, changeType: 'removed', fields: ['status'], reason: 'lease_expired' };
-    }
-  }
-}
-
 export class SqlStore implements Store {
   /** Marks this store's notifications, so it is not woken by its own commits. */
   private readonly instanceToken = randomUUID();
 
-  constructor(private readonly client: SqlClient) {}
+  private readonly profiles: SqlProfiles;
+  private readonly identity: SqlIdentity;
+  private readonly policies: SqlPolicies;
+  private readonly audit: SqlAudit;
+  private readonly apiKeys: SqlApiKeys;
+
+  constructor(private readonly client: SqlClient) {
+    this.profiles = new SqlProfiles(client);
+    this.identity = new SqlIdentity(client);
+    this.policies = new SqlPolicies(client);
+    this.audit = new SqlAudit(client);
+    this.apiKeys = new SqlApiKeys(client);
+  }
 
   get dialect(): 'postgres' | 'pglite' {
     return this.client.dialect;
@@ -297,8 +206,8 @@ export class SqlStore implements Store {
         const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
         const key = nodeKey(namespace, node_id);
         const found = current.get(key);
-        const plan = planWrite(write, found?.record, found?.leaseMs, nowIso, nowMs);
-        if ('status' in plan) {
+        const plan = planWrite(write, found?.record, found?.leaseMs, nowMs);
+        if (isOutcome(plan)) {
           outcomes.push(plan);
           return;
         }
@@ -359,9 +268,7 @@ export class SqlStore implements Store {
       const { namespace, node_id } = keys[index] as { namespace: string; node_id: string };
       if (write.kind === 'deregister') deregistering.add(namespace);
       if (write.kind !== 'register' || !write.quota) return;
-      const found = current.get(nodeKey(namespace, node_id))?.record;
-      const counted = found !== undefined && found.status !== 'removed' && found.node_type === write.registration.node_type;
-      if (!counted) quoted.add(namespace);
+      if (placeNeeds(current.get(nodeKey(namespace, node_id))?.record, write.registration.node_type).addsType) quoted.add(namespace);
     });
     // A node deregistered and registered again in one batch needs a place its first write freed.
     for (const write of writes) if (write.kind === 'register' && write.quota && deregistering.has(write.registration.namespace)) quoted.add(write.registration.namespace);
@@ -494,22 +401,6 @@ export class SqlStore implements Store {
     return Number(state.rows[0]?.version ?? 0);
   }
 
-  async getProfile(namespace: string, role: string): Promise<Profile | null> {
-    const result = await this.client.query<ProfileRow>('SELECT * FROM node_profiles WHERE namespace = $1 AND role = $2', [namespace, role]);
-    const row = result.rows[0];
-    return row ? toProfile(row) : null;
-  }
-
-  async putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile> {
-    const result = await this.client.query<ProfileRow>(
-      `INSERT INTO node_profiles (namespace, role, config, created_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $4)
-       ON CONFLICT (namespace, role) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at
-       RETURNING *`,
-      [namespace, role, JSON.stringify(config), new Date(nowMs).toISOString()],
-    );
-    return toProfile(result.rows[0] as ProfileRow);
-  }
-
   async recordHeartbeats(entries: HeartbeatLogEntry[]): Promise<void> {
     if (entries.length === 0) return;
     await this.client.query(
@@ -556,187 +447,6 @@ export class SqlStore implements Store {
     );
   }
 
-  async createJoinToken(token: JoinTokenRecord): Promise<void> {
-    await this.client.query(
-      `INSERT INTO join_tokens (id, token_hash, namespace, node_type, uses_remaining, max_uses, expires_at, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [token.id, token.token_hash, token.namespace, token.node_type, token.uses_remaining, token.max_uses, token.expires_at, token.created_at],
-    );
-  }
-
-  async consumeJoinToken(tokenHash: string, nodeType: string, nowMs: number): Promise<JoinTokenUse> {
-    const now = new Date(nowMs).toISOString();
-    // One statement takes the use, so two concurrent exchanges of a single-use token cannot both win.
-    const taken = await this.client.query<JoinTokenRow>(
-      `UPDATE join_tokens SET uses_remaining = uses_remaining - 1, last_used_at = $3
-       WHERE token_hash = $1 AND node_type = $2 AND uses_remaining > 0 AND expires_at > $3 RETURNING *`,
-      [tokenHash, nodeType, now],
-    );
-    const row = taken.rows[0];
-    if (row) return { status: 'consumed', token: toJoinToken(row) };
-    const found = await this.client.query<JoinTokenRow>('SELECT * FROM join_tokens WHERE token_hash = $1', [tokenHash]);
-    const existing = found.rows[0];
-    if (!existing) return { status: 'unknown' };
-    if (Date.parse(iso(existing.expires_at)) <= nowMs) return { status: 'expired' };
-    if (existing.uses_remaining <= 0) return { status: 'used_up' };
-    return { status: 'wrong_node_type', token: toJoinToken(existing) };
-  }
-
-  async recordCertificate(certificate: IssuedCertificate): Promise<void> {
-    await this.client.query(
-      `INSERT INTO issued_certificates (serial, spiffe_id, namespace, node_type, node_id, not_before, not_after, issued_via)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [certificate.serial, certificate.spiffe_id, certificate.namespace, certificate.node_type, certificate.node_id, certificate.not_before, certificate.not_after, certificate.issued_via],
-    );
-  }
-
-  async revokeCertificate(revocation: { serial?: string; spiffe_id?: string; reason: string }, nowMs: number): Promise<CertificateRevocation> {
-    const result = await this.client.query<RevocationRow>('INSERT INTO certificate_revocations (serial, spiffe_id, reason, revoked_at) VALUES ($1, $2, $3, $4) RETURNING *', [
-      revocation.serial ?? null,
-      revocation.spiffe_id ?? null,
-      revocation.reason,
-      new Date(nowMs).toISOString(),
-    ]);
-    return toRevocation(result.rows[0] as RevocationRow);
-  }
-
-  async listRevocations(): Promise<CertificateRevocation[]> {
-    const result = await this.client.query<RevocationRow>('SELECT * FROM certificate_revocations ORDER BY id');
-    return result.rows.map(toRevocation);
-  }
-
-  async isRevoked(serial: string, spiffeId: string, notBeforeMs: number): Promise<boolean> {
-    const result = await this.client.query(
-      `SELECT 1 FROM certificate_revocations
-       WHERE serial = $1 OR (spiffe_id = $2 AND revoked_at >= $3) LIMIT 1`,
-      [serial, spiffeId, new Date(notBeforeMs).toISOString()],
-    );
-    return result.rows.length > 0;
-  }
-
-  async savePolicy(namespace: string, expression: string, createdBy: string, nowMs: number): Promise<PolicyVersion> {
-    return this.client.transaction(async (tx) => {
-      // Savers of one namespace take turns, so each gets the next version number.
-      await tx.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))', [POLICY_LOCK_CLASS, namespace]);
-      const result = await tx.query<PolicyRow>(
-        `INSERT INTO namespace_policies (namespace, version, expression, created_by, created_at)
-         SELECT $1::text, coalesce(max(version), 0) + 1, $2::text, $3::text, $4::timestamptz FROM namespace_policies WHERE namespace = $1::text
-         RETURNING *`,
-        [namespace, expression, createdBy, new Date(nowMs).toISOString()],
-      );
-      return toPolicy(result.rows[0] as PolicyRow);
-    });
-  }
-
-  async getPolicy(namespace: string, version?: number): Promise<PolicyVersion | null> {
-    const result =
-      version === undefined
-        ? await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 ORDER BY version DESC LIMIT 1', [namespace])
-        : await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 AND version = $2', [namespace, version]);
-    const row = result.rows[0];
-    return row ? toPolicy(row) : null;
-  }
-
-  async listPolicyVersions(namespace: string): Promise<PolicyVersion[]> {
-    const result = await this.client.query<PolicyRow>('SELECT * FROM namespace_policies WHERE namespace = $1 ORDER BY version DESC', [namespace]);
-    return result.rows.map(toPolicy);
-  }
-
-  async currentPolicies(): Promise<PolicyVersion[]> {
-    const result = await this.client.query<PolicyRow>('SELECT DISTINCT ON (namespace) * FROM namespace_policies ORDER BY namespace, version DESC');
-    return result.rows.map(toPolicy);
-  }
-
-  async putQuotas(quotas: Omit<NamespaceQuotas, 'updated_at'>, nowMs: number): Promise<NamespaceQuotas> {
-    const result = await this.client.query<QuotaRow>(
-      `INSERT INTO namespace_quotas (namespace, max_nodes, max_nodes_per_type, updated_by, updated_at) VALUES ($1, $2, $3::jsonb, $4, $5)
-       ON CONFLICT (namespace) DO UPDATE SET max_nodes = excluded.max_nodes, max_nodes_per_type = excluded.max_nodes_per_type,
-         updated_by = excluded.updated_by, updated_at = excluded.updated_at
-       RETURNING *`,
-      [quotas.namespace, quotas.max_nodes, JSON.stringify(quotas.max_nodes_per_type), quotas.updated_by, new Date(nowMs).toISOString()],
-    );
-    return toQuotas(result.rows[0] as QuotaRow);
-  }
-
-  async getQuotas(namespace: string): Promise<NamespaceQuotas | null> {
-    const result = await this.client.query<QuotaRow>('SELECT * FROM namespace_quotas WHERE namespace = $1', [namespace]);
-    const row = result.rows[0];
-    return row ? toQuotas(row) : null;
-  }
-
-  async listQuotas(): Promise<NamespaceQuotas[]> {
-    const result = await this.client.query<QuotaRow>('SELECT * FROM namespace_quotas');
-    return result.rows.map(toQuotas);
-  }
-
-  async appendAudit(entries: AuditEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    await this.client.query(
-      `INSERT INTO audit_log (occurred_at, actor, action, namespace, node_id, decision, reason, details)
-       SELECT (e ->> 'occurred_at')::timestamptz, e ->> 'actor', e ->> 'action', e ->> 'namespace', e ->> 'node_id',
-              e ->> 'decision', e ->> 'reason', coalesce(e -> 'details', '{}'::jsonb)
-       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)
-       ORDER BY n`,
-      [JSON.stringify(entries)],
-    );
-  }
-
-  async queryAudit(query: AuditQuery): Promise<StoredAuditEntry[]> {
-    const conditions: string[] = [];
-    const values: unknown[] = [];
-    const where = (column: string, value: unknown, operator = '='): void => {
-      values.push(value);
-      conditions.push(`${column} ${operator} $${values.length}`);
-    };
-    if (query.namespace !== undefined) where('namespace', query.namespace);
-    if (query.action !== undefined) where('action', query.action);
-    if (query.decision !== undefined) where('decision', query.decision);
-    if (query.since !== undefined) where('occurred_at', query.since, '>=');
-    if (query.beforeId !== undefined) where('id', query.beforeId, '<');
-    values.push(query.limit);
-    const result = await this.client.query<AuditRow>(`SELECT * FROM audit_log ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${values.length}`, values);
-    return result.rows.map(toAudit);
-  }
-
-  async purgeAudit(cutoffMs: number): Promise<number> {
-    const result = await this.client.query('DELETE FROM audit_log WHERE occurred_at < $1', [new Date(cutoffMs).toISOString()]);
-    return result.rowCount;
-  }
-
-  async createApiKey(key: Omit<ApiKeyRecord, 'revoked_at'>): Promise<ApiKeyRecord> {
-    const result = await this.client.query<ApiKeyRow>(`INSERT INTO api_keys (id, name, namespace, scope, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`, [
-      key.id,
-      key.name,
-      key.namespace,
-      key.scope,
-      key.secret_hash,
-      key.created_at,
-    ]);
-    return toApiKey(result.rows[0] as ApiKeyRow);
-  }
-
-  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
-    const result = await this.client.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id]);
-    const row = result.rows[0];
-    return row ? toApiKey(row) : null;
-  }
-
-  async listApiKeys(): Promise<ApiKeyRecord[]> {
-    const result = await this.client.query<ApiKeyRow>('SELECT * FROM api_keys ORDER BY created_at, id');
-    return result.rows.map(toApiKey);
-  }
-
-  async revokeApiKey(id: string, nowMs: number): Promise<ApiKeyRecord | null> {
-    const result = await this.client.query<ApiKeyRow>('UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1 RETURNING *', [id, new Date(nowMs).toISOString()]);
-    const row = result.rows[0];
-    return row ? toApiKey(row) : null;
-  }
-
-  async countApiKeys(): Promise<number> {
-    const result = await this.client.query<{ count: string | number }>('SELECT count(*) AS count FROM api_keys');
-    return Number(result.rows[0]?.count ?? 0);
-  }
-
   async ping(): Promise<void> {
     await this.client.query('SELECT 1');
   }
@@ -751,118 +461,106 @@ export class SqlStore implements Store {
   async close(): Promise<void> {
     await this.client.close();
   }
-}
 
-interface ProfileRow {
-  namespace: string;
-  role: string;
-  config: JsonObject;
-  created_at: Date | string;
-  updated_at: Date | string;
-}
+  // ProfileStore: Role profiles (node_profiles).
 
-interface JoinTokenRow {
-  id: string;
-  token_hash: string;
-  namespace: string;
-  node_type: string;
-  uses_remaining: number;
-  max_uses: number;
-  expires_at: Date | string;
-  created_at: Date | string;
-}
+  getProfile(namespace: string, role: string): Promise<Profile | null> {
+    return this.profiles.getProfile(namespace, role);
+  }
 
-function toJoinToken(row: JoinTokenRow): JoinTokenRecord {
-  return {
-    id: row.id,
-    token_hash: row.token_hash,
-    namespace: row.namespace,
-    node_type: row.node_type,
-    uses_remaining: Number(row.uses_remaining),
-    max_uses: Number(row.max_uses),
-    expires_at: iso(row.expires_at),
-    created_at: iso(row.created_at),
-  };
-}
+  putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile> {
+    return this.profiles.putProfile(namespace, role, config, nowMs);
+  }
 
-interface RevocationRow {
-  id: string | number;
-  serial: string | null;
-  spiffe_id: string | null;
-  reason: string;
-  revoked_at: Date | string;
-}
+  // IdentityStore: Join tokens, issued certificates and revocations.
 
-function toRevocation(row: RevocationRow): CertificateRevocation {
-  return { id: Number(row.id), serial: row.serial, spiffe_id: row.spiffe_id, reason: row.reason, revoked_at: iso(row.revoked_at) };
-}
+  createJoinToken(token: JoinTokenRecord): Promise<void> {
+    return this.identity.createJoinToken(token);
+  }
 
-function toProfile(row: ProfileRow): Profile {
-  return { namespace: row.namespace, role: row.role, config: row.config, created_at: iso(row.created_at), updated_at: iso(row.updated_at) };
-}
+  consumeJoinToken(tokenHash: string, nodeType: string, nowMs: number): Promise<JoinTokenUse> {
+    return this.identity.consumeJoinToken(tokenHash, nodeType, nowMs);
+  }
 
-/** Advisory lock class of per-namespace policy saves (the two-key form). */
-const POLICY_LOCK_CLASS = 0x7270;
+  recordCertificate(certificate: IssuedCertificate): Promise<void> {
+    return this.identity.recordCertificate(certificate);
+  }
 
-interface PolicyRow {
-  namespace: string;
-  version: number;
-  expression: string;
-  created_by: string;
-  created_at: Date | string;
-}
+  revokeCertificate(revocation: { serial?: string; spiffe_id?: string; reason: string }, nowMs: number): Promise<CertificateRevocation> {
+    return this.identity.revokeCertificate(revocation, nowMs);
+  }
 
-function toPolicy(row: PolicyRow): PolicyVersion {
-  return { namespace: row.namespace, version: Number(row.version), expression: row.expression, created_by: row.created_by, created_at: iso(row.created_at) };
-}
+  listRevocations(): Promise<CertificateRevocation[]> {
+    return this.identity.listRevocations();
+  }
 
-interface QuotaRow {
-  namespace: string;
-  max_nodes: number | null;
-  max_nodes_per_type: Record<string, number>;
-  updated_by: string;
-  updated_at: Date | string;
-}
+  isRevoked(serial: string, spiffeId: string, notBeforeMs: number): Promise<boolean> {
+    return this.identity.isRevoked(serial, spiffeId, notBeforeMs);
+  }
 
-function toQuotas(row: QuotaRow): NamespaceQuotas {
-  return {
-    namespace: row.namespace,
-    max_nodes: row.max_nodes === null ? null : Number(row.max_nodes),
-    max_nodes_per_type: row.max_nodes_per_type,
-    updated_by: row.updated_by,
-    updated_at: iso(row.updated_at),
-  };
-}
+  // PolicyStore: Policy versions (namespace_policies) and quotas (namespace_quotas).
 
-interface AuditRow extends Omit<StoredAuditEntry, 'id' | 'occurred_at'> {
-  id: string | number;
-  occurred_at: Date | string;
-}
+  savePolicy(namespace: string, expression: string, createdBy: string, nowMs: number): Promise<PolicyVersion> {
+    return this.policies.savePolicy(namespace, expression, createdBy, nowMs);
+  }
 
-function toAudit(row: AuditRow): StoredAuditEntry {
-  return {
-    id: Number(row.id),
-    occurred_at: iso(row.occurred_at),
-    actor: row.actor,
-    action: row.action,
-    namespace: row.namespace,
-    node_id: row.node_id,
-    decision: row.decision,
-    reason: row.reason,
-    details: row.details,
-  };
-}
+  getPolicy(namespace: string, version?: number): Promise<PolicyVersion | null> {
+    return this.policies.getPolicy(namespace, version);
+  }
 
-interface ApiKeyRow {
-  id: string;
-  name: string | null;
-  namespace: string;
-  scope: ApiKeyRecord['scope'];
-  secret_hash: string;
-  created_at: Date | string;
-  revoked_at: Date | string | null;
-}
+  listPolicyVersions(namespace: string): Promise<PolicyVersion[]> {
+    return this.policies.listPolicyVersions(namespace);
+  }
 
-function toApiKey(row: ApiKeyRow): ApiKeyRecord {
-  return { ...row, created_at: iso(row.created_at), revoked_at: row.revoked_at === null ? null : iso(row.revoked_at) };
+  currentPolicies(): Promise<PolicyVersion[]> {
+    return this.policies.currentPolicies();
+  }
+
+  putQuotas(quotas: Omit<NamespaceQuotas, 'updated_at'>, nowMs: number): Promise<NamespaceQuotas> {
+    return this.policies.putQuotas(quotas, nowMs);
+  }
+
+  getQuotas(namespace: string): Promise<NamespaceQuotas | null> {
+    return this.policies.getQuotas(namespace);
+  }
+
+  listQuotas(): Promise<NamespaceQuotas[]> {
+    return this.policies.listQuotas();
+  }
+
+  // AuditStore: The audit log (audit_log).
+
+  appendAudit(entries: AuditEntry[]): Promise<void> {
+    return this.audit.appendAudit(entries);
+  }
+
+  queryAudit(query: AuditQuery): Promise<StoredAuditEntry[]> {
+    return this.audit.queryAudit(query);
+  }
+
+  purgeAudit(cutoffMs: number): Promise<number> {
+    return this.audit.purgeAudit(cutoffMs);
+  }
+
+  // ApiKeyStore: API keys (api_keys).
+
+  createApiKey(key: Omit<ApiKeyRecord, 'revoked_at'>): Promise<ApiKeyRecord> {
+    return this.apiKeys.createApiKey(key);
+  }
+
+  getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    return this.apiKeys.getApiKey(id);
+  }
+
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.apiKeys.listApiKeys();
+  }
+
+  revokeApiKey(id: string, nowMs: number): Promise<ApiKeyRecord | null> {
+    return this.apiKeys.revokeApiKey(id, nowMs);
+  }
+
+  countApiKeys(): Promise<number> {
+    return this.apiKeys.countApiKeys();
+  }
 }

@@ -1,24 +1,11 @@
-// The Store: the one source of truth. Only the engine writes through it; readers use the live view.
+// The Store: the one source of truth, cut by role (nodes, heartbeats, profiles, duty locks, projection
+// positions, identity, policy, audit, API keys). Only the engine writes nodes; readers use the live view.
 import type { RollcallError } from '../domain/errors.js';
 import type { JsonObject } from '../domain/json.js';
-import type { NodeRecord, Registration, TopologyChange } from '../domain/node.js';
+import type { NodeWrite, WriteOutcome } from '../domain/node-lifecycle.js';
+import type { NodeRecord, TopologyChange } from '../domain/node.js';
 
-/**
- * Quota limits a registration is held to. The store checks them again in the write's transaction,
- * under a lock per namespace, so instances sharing the database cannot overshoot together.
- */
-export interface WriteQuota {
-  max_nodes: number | null;
-  max_nodes_of_type: number | null;
-}
-
-export type NodeWrite =
-  | { kind: 'register'; registration: Registration; quota?: WriteQuota }
-  | { kind: 'deregister'; namespace: string; node_id: string; reason: string; incarnation?: number }
-  /** Takes a node offline if, checked again inside the transaction, its lease has lapsed. */
-  | { kind: 'expire'; namespace: string; node_id: string; incarnation: number; graceFromMs: number };
-
-export type WriteOutcome = { status: 'changed'; change: TopologyChange } | { status: 'unchanged'; node: NodeRecord } | { status: 'rejected'; error: RollcallError };
+export type { NodeWrite, WriteOutcome, WriteQuota } from '../domain/node-lifecycle.js';
 
 /** What a failed `applyWrites` means for the writes it carried. */
 export type WriteFailure =
@@ -160,9 +147,11 @@ export interface ApiKeyRecord {
 /** Singleton duties: run by exactly one instance at a time (the holder of an advisory lock). */
 export type Duty = 'sweeper' | 'relay' | 'consul';
 
-export interface Store {
-  readonly dialect: 'postgres' | 'pglite';
-  migrate(): Promise<void>;
+/**
+ * Nodes: the records, their leases and the topology log. Only the engine writes through it (readers
+ * use the live view); every write's rule is domain/node-lifecycle's.
+ */
+export interface NodeStore {
   /** Applies the writes in order in one transaction; each gets its own outcome. */
   applyWrites(writes: NodeWrite[], nowMs: number): Promise<WriteOutcome[]>;
   /**
@@ -179,30 +168,59 @@ export interface Store {
   getNode(namespace: string, nodeId: string): Promise<NodeRecord | null>;
   changesSince(afterVersion: number, limit: number): Promise<ChangesPage>;
   currentVersion(): Promise<number>;
-  getProfile(namespace: string, role: string): Promise<Profile | null>;
-  putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile>;
-  recordHeartbeats(entries: HeartbeatLogEntry[]): Promise<void>;
-  pruneHeartbeats(cutoffMs: number): Promise<number>;
   /**
    * Wakes `onVersion` when another writer commits (with Infinity when notifications may have been
    * missed, so the caller catches up); returns an unsubscribe function.
    */
   watchVersions(onVersion: (version: number) => void): Promise<() => Promise<void>>;
+  /**
+   * Takes the lock and makes the write every registration's commit makes, then commits it unchanged:
+   * throws when writes fail now (read-only, no privilege, no connection, the lock held past lockTimeoutMs).
+   */
+  probeWrite(lockTimeoutMs: number): Promise<void>;
+}
+
+/** The heartbeat history (heartbeatHistory): appended by the engine's flush, pruned by its cleanup. */
+export interface HeartbeatLog {
+  recordHeartbeats(entries: HeartbeatLogEntry[]): Promise<void>;
+  pruneHeartbeats(cutoffMs: number): Promise<number>;
+}
+
+/** Role configuration profiles (DAGI), per namespace. */
+export interface ProfileStore {
+  getProfile(namespace: string, role: string): Promise<Profile | null>;
+  putProfile(namespace: string, role: string, config: JsonObject, nowMs: number): Promise<Profile>;
+}
+
+/** Duty locks: which instance runs a singleton duty now. */
+export interface DutyLocks {
   /** True while this process holds the singleton duty `duty` (lease sweeper, purger). */
   holdsDuty(duty: Duty): Promise<boolean>;
+}
+
+/** How far each projection of the topology log (the diff relay and its topics) has published. */
+export interface ProjectionPositions {
   /** The topology version a projection has published through (0 when it never ran). */
   projectionPosition(projection: string): Promise<number>;
   /** Records a projection's progress; never moves it backwards. */
   saveProjectionPosition(projection: string, version: number): Promise<void>;
-  /** Identity: stores a join token (hashed by the caller). */
+}
+
+/** Identity: join tokens, the certificates the CA issued, and revocations. */
+export interface IdentityStore {
+  /** Stores a join token (hashed by the caller). */
   createJoinToken(token: JoinTokenRecord): Promise<void>;
-  /** Identity: takes one use of the token if it is known, unexpired, not used up and for `nodeType`. */
+  /** Takes one use of the token if it is known, unexpired, not used up and for `nodeType`. */
   consumeJoinToken(tokenHash: string, nodeType: string, nowMs: number): Promise<JoinTokenUse>;
   recordCertificate(certificate: IssuedCertificate): Promise<void>;
   revokeCertificate(revocation: { serial?: string; spiffe_id?: string; reason: string }, nowMs: number): Promise<CertificateRevocation>;
   listRevocations(): Promise<CertificateRevocation[]>;
   /** True when the serial is revoked, or the SPIFFE ID was revoked at or after `notBeforeMs`. */
   isRevoked(serial: string, spiffeId: string, notBeforeMs: number): Promise<boolean>;
+}
+
+/** Namespace admission: policy versions (CEL expressions) and node quotas. */
+export interface PolicyStore {
   /** Saves `expression` as the namespace's next policy version. */
   savePolicy(namespace: string, expression: string, createdBy: string, nowMs: number): Promise<PolicyVersion>;
   /** The namespace's latest policy, or the given version of it. */
@@ -214,13 +232,21 @@ export interface Store {
   putQuotas(quotas: Omit<NamespaceQuotas, 'updated_at'>, nowMs: number): Promise<NamespaceQuotas>;
   getQuotas(namespace: string): Promise<NamespaceQuotas | null>;
   listQuotas(): Promise<NamespaceQuotas[]>;
+}
+
+/** The audit trail: append-only, queried newest first, purged by retention. */
+export interface AuditStore {
   /** Appends audit entries (there is no update path); deletes happen only in purgeAudit. */
   appendAudit(entries: AuditEntry[]): Promise<void>;
   /** Audit entries matching `query`, newest first. */
   queryAudit(query: AuditQuery): Promise<StoredAuditEntry[]>;
   /** Retention: deletes audit entries older than `cutoffMs`; returns how many. */
   purgeAudit(cutoffMs: number): Promise<number>;
-  /** API keys: stores a new key (its secret already hashed). */
+}
+
+/** API keys, stored hashed. */
+export interface ApiKeyStore {
+  /** Stores a new key (its secret already hashed). */
   createApiKey(key: Omit<ApiKeyRecord, 'revoked_at'>): Promise<ApiKeyRecord>;
   getApiKey(id: string): Promise<ApiKeyRecord | null>;
   /** Every key, revoked ones too, oldest first. */
@@ -229,11 +255,19 @@ export interface Store {
   revokeApiKey(id: string, nowMs: number): Promise<ApiKeyRecord | null>;
   /** How many keys were ever created, revoked ones included. */
   countApiKeys(): Promise<number>;
+}
+
+/** The database behind the roles, as /health reports it. */
+export interface StoreConnection {
+  readonly dialect: 'postgres' | 'pglite';
   ping(): Promise<void>;
-  /**
-   * Takes the lock and makes the write every registration's commit makes, then commits it unchanged:
-   * throws when writes fail now (read-only, no privilege, no connection, the lock held past lockTimeoutMs).
-   */
-  probeWrite(lockTimeoutMs: number): Promise<void>;
+}
+
+/**
+ * Every role over one database: what the composition root (and the CLI) opens, migrates and closes.
+ * Everything else takes only the role(s) it uses.
+ */
+export interface Store extends NodeStore, HeartbeatLog, ProfileStore, DutyLocks, ProjectionPositions, IdentityStore, PolicyStore, AuditStore, ApiKeyStore, StoreConnection {
+  migrate(): Promise<void>;
   close(): Promise<void>;
 }

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { isRollcallError } from '../../src/domain/errors.js';
 import { fromDagi, type Registration } from '../../src/domain/node.js';
 import type { Registry } from '../../src/engine/registry.js';
-import type { Store } from '../../src/store/store.js';
+import type { NodeStore } from '../../src/store/store.js';
 import { CuttableProxy } from '../support/cuttable-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -56,7 +56,7 @@ async function mixedWrites(registry: Registry, round: string, sizes: { valid: nu
 }
 
 /** Every version from 1 to the current one is in the log exactly once. */
-async function assertGapFree(store: Store): Promise<void> {
+async function assertGapFree(store: NodeStore): Promise<void> {
   const current = await store.currentVersion();
   const versions: number[] = [];
   for (let after = 0; ;) {

@@ -4,10 +4,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RollcallError } from '../../domain/errors.js';
 import { ALL_NAMESPACES, API_KEY_SCOPES, createApiKey, presentApiKey, type ApiKeyRing } from '../../security/api-keys.js';
-import type { Store } from '../../store/store.js';
+import type { ApiKeyStore } from '../../store/store.js';
 
 export interface ApiKeyRouteOptions {
-  store: Store;
+  store: ApiKeyStore;
   keys: ApiKeyRing;
   defaultNamespace: string;
 }

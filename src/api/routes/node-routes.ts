@@ -8,11 +8,14 @@ import { checkDepth, fromDagi, type NodeRecord } from '../../domain/node.js';
 import { DagiRegistrationSchema, HeartbeatSchema, NodeId, ProfileBodySchema, Reason, NodeType, type Envelope } from '../../domain/schemas.js';
 import type { DeregisterResult, RegisterResult, Registry } from '../../engine/registry.js';
 import type { IntrospectionVerifier } from '../../security/introspection-verifier.js';
+import type { ProfileStore } from '../../store/store.js';
 import { admissionContext, credentialNamespace } from '../auth.js';
 import * as params from '../query-params.js';
 
 export interface NodeRouteOptions {
   registry: Registry;
+  /** Role profiles, read and written by GET and PUT /api/v1/profiles. */
+  profiles: ProfileStore;
   defaultNamespace: string;
   defaultLeaseTtlMs: number;
   /** Checks signed introspections (signatureMode); absent: none checked. */
@@ -213,7 +216,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     },
     async (request) => {
       const namespace = params.namespace(request.query, options.defaultNamespace) as string;
-      const profile = await registry.store.getProfile(namespace, request.params.role);
+      const profile = await options.profiles.getProfile(namespace, request.params.role);
       if (!profile) {
         throw new RollcallError('PROFILE_NOT_FOUND', `No profile for role ${request.params.role} in namespace ${namespace}.`, {
           details: { role: request.params.role, namespace },
@@ -231,7 +234,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
     async (request) => {
       const namespace = params.namespace(request.query, options.defaultNamespace) as string;
       checkDepth({ config: request.body.config });
-      return registry.store.putProfile(namespace, request.params.role, request.body.config, Date.now());
+      return options.profiles.putProfile(namespace, request.params.role, request.body.config, Date.now());
     },
   );
 }

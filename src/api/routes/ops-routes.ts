@@ -1,10 +1,13 @@
 // Operations endpoints: service information, health with component checks, Prometheus metrics.
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from '../../engine/registry.js';
+import type { StoreConnection } from '../../store/store.js';
 import { PACKAGE } from '../../version.js';
 
 export interface OpsRouteOptions {
   registry: Registry;
+  /** The database /health pings. */
+  store: StoreConnection;
   registryId: string;
   /** Where the data lives, with any password masked. */
   storeTarget: string;
@@ -34,10 +37,10 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
     const started = performance.now();
     const pinged = async (): Promise<Record<string, unknown>> => {
       try {
-        await registry.store.ping();
-        return { status: 'healthy', dialect: registry.store.dialect, target: options.storeTarget, latency_ms: Math.round((performance.now() - started) * 100) / 100 };
+        await options.store.ping();
+        return { status: 'healthy', dialect: options.store.dialect, target: options.storeTarget, latency_ms: Math.round((performance.now() - started) * 100) / 100 };
       } catch (error) {
-        return { status: 'unhealthy', dialect: registry.store.dialect, target: options.storeTarget, error: (error as Error).message };
+        return { status: 'unhealthy', dialect: options.store.dialect, target: options.storeTarget, error: (error as Error).message };
       }
     };
     // A store that answers may still refuse writes (read-only, locked, pool exhausted; Consul in atomic mode).
