@@ -12,8 +12,8 @@ import { openBus } from './bus/open-bus.js';
 import { instanceIdOf, redactUrl, tlsClientAuthOf, topicPrefixOf, type Config } from './config/config.js';
 import { RollcallError } from './domain/errors.js';
 import { EVENT_TYPES, TopicLayout, envelope, topicNames } from './domain/events.js';
-import type { Registration } from './domain/node.js';
 import { Registry } from './engine/registry.js';
+import { SelfRegistration, ownRegistration } from './engine/self-registration.js';
 import { EventIntake } from './intake/event-intake.js';
 import { ConsulClient } from './projections/consul/consul-client.js';
 import { ConsulSink } from './projections/consul/consul-sink.js';
@@ -25,7 +25,6 @@ import { IdentityService } from './security/identity-service.js';
 import { isMemoryDataDir, lockDataDir, openStore } from './store/open-store.js';
 import { AuditLog } from './security/audit.js';
 import { NamespaceAdmission } from './admission/policy.js';
-import { PACKAGE } from './version.js';
 import { FileTrustSource, IntrospectionVerifier, type TrustSource } from './security/introspection-verifier.js';
 
 export interface RunningServer {
@@ -337,44 +336,22 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     .catch((err: unknown) => logger.warn({ err }, 'could not write the server URL into the data folder lock'));
 
   // The registry is a node of its own registry.
-  const self: Registration = {
-    namespace: config.namespace,
-    node_id: registryId,
-    node_name: 'rollcall',
-    node_type: 'registry',
-    node_version: PACKAGE.version,
-    hostname: hostname(),
-    ip: null,
-    role: 'registry',
-    labels: ['rollcall'],
-    capabilities: { store: store.dialect, topology_stream: true, api: 'v1' },
-    endpoints: { api: url, health: `${url}/health`, metrics: `${url}/metrics`, openapi: `${url}/openapi.json` },
-    configuration: { lease_ttl_seconds: config.leaseTtlSeconds, retention_hours: config.retentionHours },
-    current_state: { status: 'active' },
-    metadata: { build: { node: process.version, platform: process.platform, arch: process.arch }, pid: process.pid },
-    health_status: 'healthy',
-    incarnation: startedAt,
-    lease_ttl_ms: Math.max(config.leaseTtlSeconds * 1000, config.heartbeatIntervalSeconds * 3000),
-    reason: 'startup',
-  };
-  try {
-    await registry.register(self, { system: true });
-  } catch (error) {
-    // Atomic mode with Consul away: serve anyway; the self heartbeat registers us once it is back.
-    if (!(error instanceof RollcallError && error.code === 'CONSUL_UNAVAILABLE')) throw error;
-    logger.warn({ err: error }, 'self registration refused by consul; retrying with the heartbeat');
-  }
-  const selfHeartbeat = setInterval(() => {
-    try {
-      const renewed = registry.heartbeat({ namespace: self.namespace, node_id: self.node_id, incarnation: self.incarnation });
-      if (renewed instanceof Promise) renewed.catch((err: unknown) => logger.warn({ err }, 'self heartbeat failed'));
-    } catch (err) {
-      // Our own lease lapsed (the store was away longer than the TTL): announce again.
-      logger.warn({ err }, 'self heartbeat refused; registering again');
-      registry.register(self, { system: true }).catch((error: unknown) => logger.warn({ err: error }, 'self registration failed'));
-    }
-  }, config.heartbeatIntervalSeconds * 1000);
-  selfHeartbeat.unref();
+  const self = new SelfRegistration({
+    registry,
+    registration: ownRegistration({
+      namespace: config.namespace,
+      nodeId: registryId,
+      url,
+      storeDialect: store.dialect,
+      leaseTtlSeconds: config.leaseTtlSeconds,
+      heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+      retentionHours: config.retentionHours,
+      startedAt,
+    }),
+    heartbeatIntervalMs: config.heartbeatIntervalSeconds * 1000,
+    logger,
+  });
+  await self.start();
   if (config.requestIntrospectionOnStart) {
     // Nodes that were running before this instance answer with their introspection.
     const request = envelope(EVENT_TYPES.requestIntrospection, registryId, { reason: 'registry_startup', registry_id: registryId });
@@ -389,12 +366,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      clearInterval(selfHeartbeat);
+      self.stopHeartbeat();
       await app.close();
       await dns?.stop().catch((err: unknown) => logger.warn({ err }, 'dns interface stop failed'));
       // Stop taking events first: what was consumed is written (and committed) before the store goes.
       await intake.stop().catch((err: unknown) => logger.warn({ err }, 'event intake stop failed'));
-      await registry.deregister(self.namespace, self.node_id, 'graceful_shutdown', self.incarnation, { system: true }).catch((err: unknown) => logger.warn({ err }, 'self deregistration failed'));
+      await self.deregister();
       await registry.stop();
       admission.stop();
       // Every audit entry recorded so far (denials included) is written before the store goes.

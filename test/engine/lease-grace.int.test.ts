@@ -9,10 +9,11 @@ import { openStore } from '../../src/store/open-store.js';
 import type { Store } from '../../src/store/store.js';
 import { testLogger } from '../support/logger.js';
 import { createTestDatabase } from '../support/postgres.js';
+import { virtualClock, type VirtualClock } from '../support/virtual-clock.js';
 
 const TTL_MS = 10_000;
 
-function registryOf(store: Store, clock: { now: number }): Registry {
+function registryOf(store: Store, clock: VirtualClock): Registry {
   return new Registry({
     store,
     logger: testLogger,
@@ -27,7 +28,7 @@ function registryOf(store: Store, clock: { now: number }): Registry {
     heartbeatHistoryMs: 3_600_000,
     maxBatch: 100,
     writeConcurrency: 1,
-    now: () => clock.now,
+    clock,
   });
 }
 
@@ -59,7 +60,7 @@ for (const [dialect, open] of dialects) {
   describe(`lease grace after a restart (${dialect})`, () => {
     it('expires no loaded lease before the registry opens for heartbeats, and gives each one TTL from then', async () => {
       const backend = await open();
-      const clock = { now: Date.now() };
+      const clock = virtualClock(Date.now());
       try {
         const { store } = backend;
         await store.migrate();
@@ -75,21 +76,21 @@ for (const [dialect, open] of dialects) {
         try {
           // The sweeper ticks while the listeners are not open yet, and again six TTLs later.
           assert.equal(await registry.sweep(), 0);
-          clock.now += 6 * TTL_MS;
+          await clock.advance(6 * TTL_MS);
           assert.equal(await registry.sweep(), 0, 'nothing can heartbeat yet: no lease is judged');
           assert.equal(registry.get('default', 'beating').status, 'online');
           assert.equal(registry.get('default', 'silent').status, 'online');
 
           registry.openForHeartbeats();
-          const openedAt = clock.now;
+          const openedAt = clock.now();
           assert.equal(await registry.sweep(), 0, 'the first sweep after opening judges from the opening');
-          clock.now += TTL_MS / 2;
+          await clock.advance(TTL_MS / 2);
           assert.equal(await registry.sweep(), 0, 'half a TTL after opening, every lease stands');
           await registry.heartbeat({ namespace: 'default', node_id: 'beating' });
 
-          clock.now = openedAt + TTL_MS - 1;
+          await clock.advanceTo(openedAt + TTL_MS - 1);
           assert.equal(await registry.sweep(), 0, 'no lease lapses before one TTL after opening');
-          clock.now = openedAt + TTL_MS + 1;
+          await clock.advanceTo(openedAt + TTL_MS + 1);
           assert.equal(await registry.sweep(), 1, 'one TTL after opening, the silent node lapses');
           assert.equal(registry.get('default', 'silent').status, 'offline');
           assert.equal(registry.get('default', 'silent').removal_reason, 'lease_expired');
