@@ -269,8 +269,8 @@ export class Registry {
     }
   }
 
-  /** Renews a lease in memory; the store learns of it at the next flush. */
-  heartbeat(input: HeartbeatInput): HeartbeatResult | Promise<HeartbeatResult> {
+  /** Renews a lease in memory; the store learns of it at the next flush. A health change is a registration by `context`. */
+  heartbeat(input: HeartbeatInput, context: AdmissionContext = {}): HeartbeatResult | Promise<HeartbeatResult> {
     this.assertRunning();
     const live = this.view.get(input.namespace, input.node_id);
     if (!live || live.status === 'removed') {
@@ -298,7 +298,7 @@ export class Registry {
     if (input.health_status !== undefined && input.health_status !== live.health_status) {
       // A health change is content: write it, which renews the lease too.
       const { status: _s, content_hash: _h, registered_at: _r, updated_at: _u, last_heartbeat: _l, removed_at: _ra, removal_reason: _rr, ...fields } = live;
-      return this.register({ ...fields, health_status: input.health_status, reason: 'health_change' }).then((result) => this.heartbeatResult(result.node));
+      return this.register({ ...fields, health_status: input.health_status, reason: 'health_change' }, context).then((result) => this.heartbeatResult(result.node));
     }
     this.renew(live);
     return this.heartbeatResult(live);
