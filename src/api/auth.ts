@@ -6,8 +6,9 @@
 // rate limiter counts per credential, or per address for callers without one; `preParsing` refuses
 // the unauthenticated and the out-of-scope before a body is read; `preValidation` confines a
 // namespaced credential to its namespace by checking, or filling in, the namespace of the query and
-// body, then holds node writes to their node: an SVID writes only its own node, and in enforce mode
-// (signatureMode) node writes need the node itself or an admin. Every refusal is counted and, given
+// body, then holds node writes to their node, as each write route declares it (`config.nodeWrite`;
+// a write route without a declaration does not start): an SVID writes only its own node, and in
+// enforce mode (signatureMode) node writes need the node itself or an admin. Every refusal is counted and, given
 // an audit log, recorded there as `auth.denied`.
 //
 // A bearer credential, when sent, is the principal even on a connection with a client certificate:

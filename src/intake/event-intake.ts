@@ -5,6 +5,8 @@
 // Namespaces with topics of their own (`namespaceTopics`) are kept apart: an event on a namespace's
 // topics must be of that namespace, and its namespace's events are refused on the shared topics;
 // whatever arrived on a set of topics is dead-lettered, and answered, on that set only.
+// Each event is written through the intake seam (node-events.ts), as every door writes: the bus
+// authenticates nobody, so its writer is the node the event's signature proves, else anonymous.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import client from 'prom-client';
