@@ -32,7 +32,7 @@ let t: TestServer;
 let registry: TlsRegistry;
 let topics: TopicNames;
 let serverCa: string;
-const keys = { admin: '', writer: '' };
+const keys = { admin: '', writer: '', writerId: '' };
 
 const spiffeIdOf = (nodeId: string): string => `spiffe://${TRUST_DOMAIN}/node/${NODE_TYPE}/${nodeId}`;
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
@@ -172,7 +172,9 @@ before(async () => {
   const store = await openStore({ kind: 'postgres', url: database.url });
   await store.migrate();
   keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' })).token;
-  keys.writer = (await createApiKey(store, { scope: 'nodes:write', namespace: NAMESPACE, name: 'relay' })).token;
+  const writer = await createApiKey(store, { scope: 'nodes:write', namespace: NAMESPACE, name: 'relay' });
+  keys.writer = writer.token;
+  keys.writerId = writer.record.id;
   await store.close();
   // Permissive: unsigned events are still taken (anonymously); signed ones are checked and name their node.
   t = await startTestServer({
@@ -254,5 +256,19 @@ describe('one intake seam: every door writes as the node that proved itself', ()
       }),
     );
     assert.deepEqual(seen, expected);
+  });
+
+  it('writes as the credential, or as nobody, where no node proves itself', async () => {
+    await setPolicy('has(identity.spiffe_id)');
+    // The Consul agent API with an API key: the key is the writer; no node identity, so the policy refuses.
+    const keyed = await tlsJson(`${t.url}/v1/agent/service/register?ns=${NAMESPACE}`, plain(), { method: 'PUT', body: { ID: 'keyed-1', Name: NODE_TYPE }, headers: bearer(keys.writer) });
+    // An unsigned event on the bus (permissive): anonymous, as before, and refused likewise.
+    const unsigned = envelope('NODE_INTROSPECTION', 'unsigned-1', { node_id: 'unsigned-1', node_type: NODE_TYPE, namespace: NAMESPACE, ...introspectionPayload('unsigned-1') });
+    await kcatProduce(topics.introspection, 'unsigned-1', JSON.stringify(unsigned));
+    const seen = await Promise.all(['keyed-1', 'unsigned-1'].map(async (nodeId) => auditOf(nodeId, 'node.register')));
+    assert.deepEqual(
+      [keyed.status, ...seen.map((entry) => [entry.decision, entry.actor, entry.details.code])],
+      [403, ['denied', keys.writerId, 'POLICY_DENIED'], ['denied', 'anonymous', 'POLICY_DENIED']],
+    );
   });
 });
