@@ -7,7 +7,8 @@ import type { Registry } from '../engine/registry.js';
 import type { ApiKeyStore, ProfileStore, StoreConnection } from '../store/store.js';
 import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
-import { installAuth, type AuthOptions } from './auth.js';
+import { assertNodeWriteDeclared, installAuth, type AuthOptions } from './auth.js';
+import { NodeEvents } from '../intake/node-events.js';
 import { apiKeyRoutes } from './routes/api-key-routes.js';
 import { installProblemHandlers, sendClientErrorProblem, sendFrameworkProblem } from './problem.js';
 import { installUnstorableTextCheck } from './unstorable-text-check.js';
@@ -123,27 +124,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
 
+  // Node binding is declared with each write route: one without a declaration does not start.
+  app.addHook('onRoute', (route) => assertNodeWriteDeclared(route));
   if (options.auth) {
     // Before any route: the rate limiter attaches itself to the routes declared after it.
     await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
     apiKeyRoutes(app, { store: options.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
   }
-  nodeRoutes(app, {
-    registry: options.registry,
-    profiles: options.store,
-    defaultNamespace: options.defaultNamespace,
-    defaultLeaseTtlMs: options.defaultLeaseTtlMs,
-    ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
-  });
-  eventRoutes(app, {
-    registry: options.registry,
-    defaultNamespace: options.defaultNamespace,
-    defaultLeaseTtlMs: options.defaultLeaseTtlMs,
-    ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
-  });
+  // The one intake seam of every door that writes nodes: signatures checked, written as their writer.
+  const nodes = new NodeEvents({ registry: options.registry, verifier: options.introspectionVerifier });
+  nodeRoutes(app, { registry: options.registry, profiles: options.store, nodes, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
+  eventRoutes(app, { nodes, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
   topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
   await app.register(consulRoutes, {
     registry: options.registry,
+    nodes,
     agentNode: options.registryId,
     defaultNamespace: options.defaultNamespace,
     defaultLeaseTtlMs: options.defaultLeaseTtlMs,

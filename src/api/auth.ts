@@ -6,8 +6,9 @@
 // rate limiter counts per credential, or per address for callers without one; `preParsing` refuses
 // the unauthenticated and the out-of-scope before a body is read; `preValidation` confines a
 // namespaced credential to its namespace by checking, or filling in, the namespace of the query and
-// body, then holds node writes to their node: an SVID writes only its own node, and in enforce mode
-// (signatureMode) node writes need the node itself or an admin. Every refusal is counted and, given
+// body, then holds node writes to their node, as each write route declares it (`config.nodeWrite`;
+// a write route without a declaration does not start): an SVID writes only its own node, and in
+// enforce mode (signatureMode) node writes need the node itself or an admin. Every refusal is counted and, given
 // an audit log, recorded there as `auth.denied`.
 //
 // A bearer credential, when sent, is the principal even on a connection with a client certificate:
@@ -15,20 +16,19 @@
 import { X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { TLSSocket } from 'node:tls';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import client from 'prom-client';
 import { RollcallError } from '../domain/errors.js';
 import { isJsonObject } from '../domain/json.js';
 import { isEnvelope } from '../domain/introspection.js';
-import type { AdmissionContext } from '../engine/registry.js';
+import type { Writer } from '../intake/node-events.js';
 import { metricOnce } from '../metrics.js';
 import { ALL_NAMESPACES, isApiKeyScope, scopeAllows, type ApiKeyRing, type ApiKeyScope } from '../security/api-keys.js';
 import type { AuditLog } from '../security/audit.js';
 import { verifySvidChain } from '../security/ca.js';
 import type { TrustAnchor, TrustSource } from '../security/introspection-verifier.js';
 import { X509Certificate } from '../security/x509.js';
-import { parseServiceDefinition } from './consul/consul-model.js';
 
 export const AUTH_MODES = ['auto', 'keys', 'off'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
@@ -103,6 +103,8 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     auth?: AuthRequirement;
+    /** The node a write route writes, for node binding; see NodeWriteDeclaration. */
+    nodeWrite?: NodeWriteDeclaration;
   }
 }
 
@@ -149,108 +151,52 @@ const ALL_NAMESPACE_PATHS = new Set(['/metrics']);
 const BODY_NAMESPACE_PATHS = new Set(['/api/v1/nodes/register', '/api/v1/nodes/heartbeat']);
 
 /** Reads the node a write names; null when the body is not an object (validation refuses it before anything is written). */
-type TargetReader = (request: FastifyRequest, principal: Principal) => NodeTarget | null;
+export type TargetReader = (request: FastifyRequest, principal: Principal) => NodeTarget | null;
 
-interface NodeWrite {
-  /** Held to the node itself or an admin in enforce mode; introspection and events are not: their signatures are checked instead. */
-  enforced: boolean;
-  /** `check`: the route finds the node of a check id and calls `request.assertNodeWrite`. */
-  target: TargetReader | 'check';
-}
+/**
+ * What a write route declares about the node it writes (`config.nodeWrite`), so node binding holds on
+ * it: an SVID writes only its own node, and in enforce mode (signatureMode) node writes need the node
+ * itself or an admin. Every write route a nodes:write credential may call must declare one; a route
+ * without it fails at startup (`assertNodeWriteDeclared`).
+ */
+export type NodeWriteDeclaration =
+  /** The route writes no node (profiles): an SVID, bound to its node, may not call it. */
+  | 'none'
+  | {
+      /** Held to the node itself or an admin in enforce mode; introspection and events are not: their signatures are checked instead. */
+      enforced: boolean;
+      /** Where the node comes from: read from the request before validation, or `handler`: the route finds it and calls `request.assertNodeWrite`. */
+      target: TargetReader | 'handler';
+    };
 
-function text(value: unknown): string | undefined {
+/** A string field of a request part, or undefined. */
+export function stringOf(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function fieldsOf(value: unknown): Record<string, unknown> {
+/** The fields of a request part (query, params, body), or none when it is not an object. */
+export function fieldsOf(value: unknown): Record<string, unknown> {
   return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
 }
 
-const CHECK_WRITE: NodeWrite = { enforced: true, target: 'check' };
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** The writes that name one node, by method and route: what an SVID may do, and what enforce mode guards. */
-const NODE_WRITES = new Map<string, NodeWrite>([
-  [
-    'POST /api/v1/nodes/register',
-    {
-      enforced: true,
-      target: (request, principal) => {
-        const body = request.body;
-        if (!isJsonObject(body)) return null;
-        // An SVID registers its own node: node_id and node_type default to its own, as the namespace does.
-        if (principal.node) {
-          body.node_id ??= principal.node.nodeId;
-          body.node_type ??= principal.node.nodeType;
-        }
-        return { namespace: text(body.namespace), node_id: text(body.node_id), node_type: text(body.node_type) };
-      },
-    },
-  ],
-  [
-    'POST /api/v1/nodes/heartbeat',
-    {
-      enforced: true,
-      target: (request) => (isJsonObject(request.body) ? { namespace: text(request.body.namespace), node_id: text(request.body.node_id) } : null),
-    },
-  ],
-  [
-    'DELETE /api/v1/nodes/:node_id',
-    {
-      enforced: true,
-      target: (request) => ({ namespace: text(fieldsOf(request.query).namespace), node_id: text(fieldsOf(request.params).node_id) }),
-    },
-  ],
-  [
-    'POST /api/v1/introspection',
-    {
-      enforced: false,
-      target: (request) => {
-        const body = request.body;
-        const payload = isJsonObject(body) && isEnvelope(body) ? body.payload : body;
-        if (!isJsonObject(payload)) return null;
-        const metadata = fieldsOf(payload.metadata);
-        return { namespace: text(payload.namespace) ?? text(metadata.namespace), node_id: text(payload.node_id), node_type: text(payload.node_type) };
-      },
-    },
-  ],
-  // Its signatures are checked by the route itself, so enforce mode leaves it alone; an SVID still names only its node.
-  [
-    'POST /api/v1/events',
-    {
-      enforced: false,
-      target: (request, principal) => {
-        const body = request.body;
-        const payload = isJsonObject(body) ? body.payload : undefined;
-        if (!isJsonObject(payload)) return null;
-        const metadata = fieldsOf(payload.metadata);
-        // An event naming no namespace is about the credential's own, as the route reads it.
-        return { namespace: text(payload.namespace) ?? text(metadata.namespace) ?? principal.namespace, node_id: text(payload.node_id), node_type: text(payload.node_type) };
-      },
-    },
-  ],
-  [
-    'PUT /v1/agent/service/register',
-    {
-      enforced: true,
-      target: (request) => {
-        if (request.body === undefined || request.body === null) return null;
-        const definition = parseServiceDefinition(request.body);
-        return { namespace: text(fieldsOf(request.query).ns), node_id: definition.ID, node_type: definition.Name };
-      },
-    },
-  ],
-  [
-    'PUT /v1/agent/service/deregister/:id',
-    {
-      enforced: true,
-      target: (request) => ({ namespace: text(fieldsOf(request.query).ns), node_id: text(fieldsOf(request.params).id) }),
-    },
-  ],
-  ['PUT /v1/agent/check/pass/:id', CHECK_WRITE],
-  ['PUT /v1/agent/check/warn/:id', CHECK_WRITE],
-  ['PUT /v1/agent/check/fail/:id', CHECK_WRITE],
-  ['PUT /v1/agent/check/update/:id', CHECK_WRITE],
-]);
+/**
+ * Refuses, when it is added (at startup), a write route a nodes:write credential may call that does
+ * not say which node it writes: node binding must never be skipped silently. Admin and public routes
+ * need none (an SVID has no admin scope; public routes have no principal).
+ */
+export function assertNodeWriteDeclared(route: { method: string | string[]; url: string; config?: FastifyContextConfig | undefined }): void {
+  const methods = (Array.isArray(route.method) ? route.method : [route.method]).filter((method) => WRITE_METHODS.has(method));
+  for (const method of methods) {
+    const requirement = requirementOfRoute(method, route.url, route.config);
+    if (requirement === 'public' || requirement.scope === 'admin' || route.config?.nodeWrite !== undefined) continue;
+    throw new Error(
+      `Route ${method} ${route.url} takes writes (scope ${requirement.scope}) but declares no config.nodeWrite: ` +
+        "say which node it writes (a target reader, or 'handler') or that it writes none ('none'), so node binding holds on it.",
+    );
+  }
+}
 
 /** An operator: an API key or JWT with the admin scope (the anonymous caller of an open registry is none). */
 function isOperator(principal: Principal): boolean {
@@ -332,12 +278,16 @@ class ClientCertificates {
 }
 
 function requirementOf(request: FastifyRequest): AuthRequirement {
-  const declared = request.routeOptions.config?.auth;
+  return requirementOfRoute(request.method, request.routeOptions.url, request.routeOptions.config);
+}
+
+/** What a route needs: as it declares in `config.auth`, else public, admin or by method. */
+function requirementOfRoute(method: string, url: string | undefined, config: FastifyContextConfig | undefined): AuthRequirement {
+  const declared = config?.auth;
   if (declared) return declared;
-  const url = request.routeOptions.url;
   if (url !== undefined && PUBLIC_PATHS.has(url)) return 'public';
   if (url?.startsWith('/api/v1/admin/')) return { scope: 'admin' };
-  return { scope: request.method === 'GET' || request.method === 'HEAD' ? 'nodes:read' : 'nodes:write' };
+  return { scope: method === 'GET' || method === 'HEAD' ? 'nodes:read' : 'nodes:write' };
 }
 
 function isConsulPath(request: FastifyRequest): boolean {
@@ -587,7 +537,7 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
   });
 
   /** Holds one write of `target` to its node: an SVID names only its own; enforce mode needs the node or an operator. */
-  const checkNodeWrite = (request: FastifyRequest, write: Pick<NodeWrite, 'enforced'>, target: NodeTarget | null): void => {
+  const checkNodeWrite = (request: FastifyRequest, write: { enforced: boolean }, target: NodeTarget | null): void => {
     const principal = request.auth?.principal;
     if (!principal) return;
     if (principal.node) {
@@ -618,9 +568,10 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
     const principal = request.auth?.principal;
     const url = request.routeOptions.url;
     if (!principal || url === undefined || request.method === 'GET' || request.method === 'HEAD' || requirementOf(request) === 'public') return;
-    const write = NODE_WRITES.get(`${request.method} ${url}`);
+    // As the route declared it (config.nodeWrite); a write route without a declaration does not start.
+    const write = request.routeOptions.config?.nodeWrite;
     if (principal.node) {
-      if (write === undefined) {
+      if (write === undefined || write === 'none') {
         throw deny(
           'node_identity',
           new RollcallError(
@@ -634,13 +585,13 @@ export async function installAuth(app: FastifyInstance, options: AuthOptions): P
         );
       }
       // A check update names a check: the route finds its node and asks `assertNodeWrite`.
-      if (write.target !== 'check') checkNodeWrite(request, write, write.target(request, principal));
+      if (write.target !== 'handler') checkNodeWrite(request, write, write.target(request, principal));
       return;
     }
-    if (!options.requireNodeIdentity || write === undefined || !write.enforced) return;
-    if (write.target === 'check') {
+    if (!options.requireNodeIdentity || write === undefined || write === 'none' || !write.enforced) return;
+    if (write.target === 'handler') {
       // An operator's check update is audited by the route's `assertNodeWrite`, once its node is known.
-      if (!isOperator(principal)) checkNodeWrite(request, write, { namespace: text(fieldsOf(request.query).ns), node_id: undefined });
+      if (!isOperator(principal)) checkNodeWrite(request, write, { namespace: stringOf(fieldsOf(request.query)[isConsulPath(request) ? 'ns' : 'namespace']), node_id: undefined });
       return;
     }
     let target: NodeTarget | null;
@@ -714,11 +665,9 @@ export function credentialNamespace(request: FastifyRequest): string | null {
   return namespace === undefined || namespace === ALL_NAMESPACES ? null : namespace;
 }
 
-/** Who a write is by, for the audit trail: the verified node when its envelope was signed, else the credential. */
-export function admissionContext(request: FastifyRequest, verified: { spiffeId: string } | null = null): AdmissionContext {
-  if (verified !== null) return { identity: { spiffeId: verified.spiffeId } };
-  const id = request.auth?.principal?.id;
-  return typeof id === 'string' ? { actor: id } : {};
+/** Who sends a request, as the intake names its writer: the principal authentication established, or nobody (authentication not installed). */
+export function writerOf(request: FastifyRequest): Writer | null {
+  return request.auth?.principal ?? null;
 }
 
 export function isLoopback(host: string): boolean {

@@ -226,8 +226,8 @@ export class Registry {
     }
   }
 
-  /** Renews a lease in memory; the store learns of it at the next flush. */
-  heartbeat(input: HeartbeatInput): HeartbeatResult | Promise<HeartbeatResult> {
+  /** Renews a lease in memory; the store learns of it at the next flush. A health change is a registration by `context`. */
+  heartbeat(input: HeartbeatInput, context: AdmissionContext = {}): HeartbeatResult | Promise<HeartbeatResult> {
     this.assertRunning();
     const verdict = judgeHeartbeat(this.view.get(input.namespace, input.node_id), input);
     if (verdict.status === 'rejected') {
@@ -238,7 +238,7 @@ export class Registry {
     this.metrics.heartbeats.inc({ outcome: 'renewed' });
     this.leases.recordHeartbeat({ namespace: live.namespace, node_id: live.node_id, status: input.status ?? input.health_status ?? null, metrics: input.metrics ?? {} });
     // A health change is content: write it, which renews the lease too.
-    if (verdict.status === 'write') return this.register(verdict.registration).then((result) => this.heartbeatResult(result.node));
+    if (verdict.status === 'write') return this.register(verdict.registration, context).then((result) => this.heartbeatResult(result.node));
     this.leases.renew(live);
     return this.heartbeatResult(live);
   }

@@ -5,19 +5,21 @@
 // Namespaces with topics of their own (`namespaceTopics`) are kept apart: an event on a namespace's
 // topics must be of that namespace, and its namespace's events are refused on the shared topics;
 // whatever arrived on a set of topics is dead-lettered, and answered, on that set only.
+// Each event is written through the intake seam (node-events.ts), as every door writes: the bus
+// authenticates nobody, so its writer is the node the event's signature proves, else anonymous.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import type { BusMessage, EventBus, OutgoingMessage, Subscription } from '../bus/bus.js';
 import { RollcallError } from '../domain/errors.js';
-import { EVENT_TYPES, TopicLayout, decodeEnvelope, envelope, eventKindOf, parseHeartbeatEvent, parseTombstoneEvent, type TopicNames, type TopicSet } from '../domain/events.js';
-import { parseIntrospection } from '../domain/introspection.js';
+import { EVENT_TYPES, TopicLayout, decodeEnvelope, envelope, eventKindOf, type TopicNames, type TopicSet } from '../domain/events.js';
 import { assertStorableText } from '../domain/storable-text.js';
-import { DEFAULT_NAMESPACE, type RegistrationDefaults } from '../domain/node.js';
+import type { RegistrationDefaults } from '../domain/node.js';
 import type { Envelope } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
 import { metricOnce } from '../metrics.js';
 import type { IntrospectionVerifier } from '../security/introspection-verifier.js';
+import { NodeEvents, claimOf, nodeEventOf } from './node-events.js';
 
 export interface EventIntakeOptions {
   bus: EventBus;
@@ -69,8 +71,10 @@ export class EventIntake {
   private readonly events: client.Counter<'event_type' | 'outcome'>;
   private readonly deadLetters: client.Counter<'reason'>;
   private readonly batchSize: client.Histogram;
+  private readonly nodes: NodeEvents;
 
   constructor(private readonly options: EventIntakeOptions) {
+    this.nodes = new NodeEvents({ registry: options.registry, verifier: options.verifier });
     this.seen = new LRUCache({ max: options.dedupeSize, ttl: options.dedupeTtlMs, ttlAutopurge: false });
     this.asked = new LRUCache({ max: 10_000, ttl: 10_000 });
     this.log = options.logger.child({ component: 'event-intake' });
@@ -226,55 +230,27 @@ export class EventIntake {
   }
 
   private async dispatch(event: Envelope, set: TopicSet, reannounce: Map<string, { namespace: string; node_ids: string[] }>, position: string): Promise<Outcome> {
-    const { registry } = this.options;
     // On a namespace's own topics, an event that names no namespace is of that namespace.
     const defaults = set.namespace === null ? this.options.defaults : { ...this.options.defaults, namespace: set.namespace };
-    const kind = eventKindOf(event.event_type);
-    switch (kind) {
-      case 'introspection': {
-        const { registration } = parseIntrospection(event, defaults);
-        this.checkNamespace(set, registration.namespace);
-        await this.options.verifier?.verify(event, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type }, { source: 'bus', position });
-        await registry.register(registration);
-        return 'registered';
-      }
-      case 'heartbeat': {
-        const heartbeat = parseHeartbeatEvent(event.payload);
-        const namespace = heartbeat.namespace ?? defaults.namespace ?? DEFAULT_NAMESPACE;
-        this.checkNamespace(set, namespace);
-        await this.options.verifier?.verify(event, { namespace, node_id: heartbeat.node_id }, { source: 'bus', position });
-        try {
-          const input: Parameters<Registry['heartbeat']>[0] = { namespace, node_id: heartbeat.node_id };
-          if (heartbeat.incarnation !== undefined) input.incarnation = heartbeat.incarnation;
-          if (heartbeat.health_status !== undefined) input.health_status = heartbeat.health_status;
-          if (heartbeat.status !== undefined) input.status = heartbeat.status;
-          if (heartbeat.metrics !== undefined) input.metrics = heartbeat.metrics;
-          await registry.heartbeat(input);
-        } catch (error) {
-          // A heartbeat for a node we do not hold (it expired, or was never seen): ask it to announce.
-          if (error instanceof RollcallError && (error.code === 'NODE_NOT_FOUND' || error.code === 'REGISTRATION_REQUIRED')) {
-            const key = `${namespace}\u0000${heartbeat.node_id}`;
-            if (!this.asked.has(key)) {
-              this.asked.set(key, true);
-              const target = reannounce.get(namespace) ?? { namespace, node_ids: [] };
-              target.node_ids.push(heartbeat.node_id);
-              reannounce.set(namespace, target);
-            }
-          }
-          throw error;
+    const parsed = nodeEventOf(event, defaults);
+    this.checkNamespace(set, claimOf(parsed).namespace);
+    try {
+      // The bus authenticates nobody: only the event's signature names its writer (the node it proves).
+      const applied = await this.nodes.apply(parsed, { writer: null, signed: { envelope: event, source: 'bus', position } });
+      return applied.kind === 'register' ? 'registered' : applied.kind === 'heartbeat' ? 'renewed' : 'deregistered';
+    } catch (error) {
+      // A heartbeat for a node we do not hold (it expired, or was never seen): ask it to announce.
+      if (parsed.kind === 'heartbeat' && error instanceof RollcallError && (error.code === 'NODE_NOT_FOUND' || error.code === 'REGISTRATION_REQUIRED')) {
+        const { namespace, node_id: nodeId } = parsed.heartbeat;
+        const key = `${namespace}\u0000${nodeId}`;
+        if (!this.asked.has(key)) {
+          this.asked.set(key, true);
+          const target = reannounce.get(namespace) ?? { namespace, node_ids: [] };
+          target.node_ids.push(nodeId);
+          reannounce.set(namespace, target);
         }
-        return 'renewed';
       }
-      case 'tombstone': {
-        const tombstone = parseTombstoneEvent(event.payload);
-        const namespace = tombstone.namespace ?? defaults.namespace ?? DEFAULT_NAMESPACE;
-        this.checkNamespace(set, namespace);
-        await this.options.verifier?.verify(event, { namespace, node_id: tombstone.node_id, node_type: tombstone.node_type }, { source: 'bus', position });
-        await registry.deregister(namespace, tombstone.node_id, tombstone.removal_reason ?? 'graceful_shutdown', tombstone.incarnation);
-        return 'deregistered';
-      }
-      default:
-        throw new RollcallError('UNKNOWN_EVENT_TYPE', `Event type ${event.event_type} is not an introspection, heartbeat or tombstone.`, { details: { event_type: event.event_type } });
+      throw error;
     }
   }
 

@@ -10,6 +10,7 @@ import type { JsonObject } from '../../domain/json.js';
 import { nodeKey, type NodeRecord } from '../../domain/node.js';
 import { NAMESPACE_PATTERN } from '../../domain/schemas.js';
 import type { Registry } from '../../engine/registry.js';
+import type { NodeEvents } from '../../intake/node-events.js';
 import {
   CHECK_STATUSES,
   agentServiceOf,
@@ -31,9 +32,13 @@ import {
 import { ConsulCheckRunner } from './consul-checks.js';
 import { ConsulIndex, namespaceKey, serviceKey } from './consul-index.js';
 import * as params from '../query-params.js';
+import { fieldsOf, stringOf, writerOf, type NodeWriteDeclaration } from '../auth.js';
 
 export interface ConsulRouteOptions {
+  /** Reads, and this agent's own upkeep (lease renewals of held services, the reaper). */
   registry: Registry;
+  /** The agent writes (service register and deregister, check updates) go through the intake seam, as their writer. */
+  nodes: NodeEvents;
   /** Node name of this instance as a Consul agent. */
   agentNode: string;
   defaultNamespace: string;
@@ -79,6 +84,24 @@ const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 512 })
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 512 }) });
 const CHECK_ACTIONS = { pass: 'passing', warn: 'warning', fail: 'critical' } as const satisfies Record<string, CheckStatus>;
 
+/** The node each agent write names (node binding): the service definition's, the path's, or the check's, found by the route. */
+const NODE_WRITES = {
+  register: {
+    enforced: true,
+    target: (request) => {
+      if (request.body === undefined || request.body === null) return null;
+      const definition = parseServiceDefinition(request.body);
+      return { namespace: stringOf(fieldsOf(request.query).ns), node_id: definition.ID, node_type: definition.Name };
+    },
+  },
+  deregister: {
+    enforced: true,
+    target: (request) => ({ namespace: stringOf(fieldsOf(request.query).ns), node_id: stringOf(fieldsOf(request.params).id) }),
+  },
+  // A check update names a check: the route finds its node and asks `request.assertNodeWrite`.
+  check: { enforced: true, target: 'handler' },
+} satisfies Record<string, NodeWriteDeclaration>;
+
 function invalidQuery(parameter: string, message: string): RollcallError {
   return new RollcallError('VALIDATION_FAILED', `Query parameter ${parameter} ${message}.`, { details: { parameter } });
 }
@@ -93,7 +116,7 @@ function flag(query: params.Query, name: string): boolean {
 }
 
 export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOptions): Promise<void> {
-  const { registry } = options;
+  const { registry, nodes } = options;
   const datacenter = options.datacenter ?? 'dc1';
   const namespacePattern = new RegExp(NAMESPACE_PATTERN);
   /** Services registered here without a TTL check: this agent keeps their leases, as Consul's agent keeps its services. */
@@ -295,18 +318,20 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     if (outputs.size >= MAX_OUTPUTS && !outputs.has(key)) outputs.clear();
     outputs.set(key, output);
     const health = healthOfStatus(status);
+    const writer = writerOf(request);
     if (node.status === 'online') {
-      await registry.heartbeat({ namespace: node.namespace, node_id: node.node_id, health_status: health, ...(output ? { status: output } : {}) });
+      await nodes.apply({ kind: 'heartbeat', heartbeat: { namespace: node.namespace, node_id: node.node_id, health_status: health, ...(output ? { status: output } : {}) } }, { writer });
       return;
     }
     // The TTL ran out (offline): an update brings the service back, as a TTL check recovers in Consul.
     const { status: _s, content_hash: _h, registered_at: _r, updated_at: _u, last_heartbeat: _l, removed_at: _ra, removal_reason: _rr, ...fields } = node;
-    await registry.register({ ...fields, health_status: health, reason: 'consul_check_update' });
+    await nodes.apply({ kind: 'register', registration: { ...fields, health_status: health, reason: 'consul_check_update' } }, { writer });
   };
 
   app.put(
     '/v1/agent/service/register',
     {
+      config: { nodeWrite: NODE_WRITES.register },
       schema: { tags: ['consul'], summary: "Consul: register a service (an ordinary rollcall node; a TTL check's TTL is its lease)." },
     },
     async (request, reply) => {
@@ -314,7 +339,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
       const definition = parseServiceDefinition(request.body);
       const existing = registry.view.get(namespace, definition.ID);
       const registration = registrationOf(definition, { namespace, agent: options.agentNode, defaultLeaseTtlMs: options.defaultLeaseTtlMs, existing });
-      const registered = await registry.register(registration);
+      const { result: registered } = await nodes.apply({ kind: 'register', registration }, { writer: writerOf(request) });
       const key = nodeKey(namespace, definition.ID);
       if (ttlCheckOf(definition.Checks)) held.delete(key);
       else held.add(key);
@@ -326,12 +351,13 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
   app.put(
     '/v1/agent/service/deregister/:id',
     {
+      config: { nodeWrite: NODE_WRITES.deregister },
       schema: { tags: ['consul'], summary: 'Consul: deregister a service (tombstone, manual_deregistration).', params: IdParams },
     },
     async (request, reply) => {
       const namespace = namespaceOf(request.query as params.Query);
       const { id } = request.params as { id: string };
-      await registry.deregister(namespace, id, 'manual_deregistration');
+      await nodes.apply({ kind: 'deregister', namespace, node_id: id, reason: 'manual_deregistration' }, { writer: writerOf(request) });
       forget(nodeKey(namespace, id));
       return reply.code(200).send();
     },
@@ -341,6 +367,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     app.put(
       `/v1/agent/check/${action}/:id`,
       {
+        config: { nodeWrite: NODE_WRITES.check },
         schema: { tags: ['consul'], summary: `Consul: set a service's check to ${status} (renews a TTL lease); optional note.`, params: IdParams },
       },
       async (request, reply) => {
@@ -354,6 +381,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
   app.put(
     '/v1/agent/check/update/:id',
     {
+      config: { nodeWrite: NODE_WRITES.check },
       schema: { tags: ['consul'], summary: "Consul: set a check's Status and Output from the body.", params: IdParams },
     },
     async (request, reply) => {

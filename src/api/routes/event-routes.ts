@@ -5,21 +5,18 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RollcallError } from '../../domain/errors.js';
-import { eventKindOf, parseHeartbeatEvent, parseTombstoneEvent } from '../../domain/events.js';
-import { parseIntrospection } from '../../domain/introspection.js';
+import { isJsonObject } from '../../domain/json.js';
 import type { RegistrationDefaults } from '../../domain/node.js';
 import { EnvelopeSchema, type Envelope } from '../../domain/schemas.js';
-import type { HeartbeatInput, Registry } from '../../engine/registry.js';
-import { admissionContext, credentialNamespace } from '../auth.js';
+import { claimOf, nodeEventOf, type NodeEvents } from '../../intake/node-events.js';
+import { credentialNamespace, fieldsOf, stringOf, writerOf, type NodeWriteDeclaration } from '../auth.js';
 import { deregistrationAnswer, introspectionAnswer } from './node-routes.js';
-import type { ClaimedIdentity, IntrospectionVerifier, VerifiedIdentity } from '../../security/introspection-verifier.js';
 
 export interface EventRouteOptions {
-  registry: Registry;
+  /** Every node write goes through the intake seam, as its writer (and the node its signature proves). */
+  nodes: NodeEvents;
   defaultNamespace: string;
   defaultLeaseTtlMs: number;
-  /** Checks signed envelopes (signatureMode); absent: none checked. */
-  verifier?: IntrospectionVerifier;
 }
 
 const EventBody = Type.Object(EnvelopeSchema.properties, {
@@ -27,9 +24,22 @@ const EventBody = Type.Object(EnvelopeSchema.properties, {
   description: 'An OnexEnvelopeV1 of event_type NODE_INTROSPECTION, NODE_HEARTBEAT or NODE_TOMBSTONE, signed (security block) or not.',
 });
 
+/** Its signatures are checked by the intake, so enforce mode leaves it alone; an SVID still names only its node. */
+const EVENT_WRITE: NodeWriteDeclaration = {
+  enforced: false,
+  target: (request, principal) => {
+    const body = request.body;
+    const payload = isJsonObject(body) ? body.payload : undefined;
+    if (!isJsonObject(payload)) return null;
+    const metadata = fieldsOf(payload.metadata);
+    // An event naming no namespace is about the credential's own, as the route reads it.
+    return { namespace: stringOf(payload.namespace) ?? stringOf(metadata.namespace) ?? principal.namespace, node_id: stringOf(payload.node_id), node_type: stringOf(payload.node_type) };
+  },
+};
+
 export function eventRoutes(app: FastifyInstance, options: EventRouteOptions): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { registry, verifier } = options;
+  const { nodes } = options;
 
   /** A namespaced credential acts in its own namespace: the default for events that name none, and the only one allowed. */
   const confine = (request: FastifyRequest, namespace: string): void => {
@@ -38,21 +48,10 @@ export function eventRoutes(app: FastifyInstance, options: EventRouteOptions): v
       throw new RollcallError('FORBIDDEN_NAMESPACE', `The credential is for namespace ${own}; it cannot act in namespace ${namespace}.`, { details: { namespace, credential_namespace: own } });
     }
   };
-  const verify = async (event: Envelope, claim: ClaimedIdentity): Promise<VerifiedIdentity | null> =>
-    verifier !== undefined && verifier.mode !== 'off' ? verifier.verify(event, claim, { source: 'http' }) : null;
-  /** The write; when the registry fails (not the sender), the same signed event may be sent again. */
-  const applying = async <T>(event: Envelope, write: T | Promise<T>): Promise<T> => {
-    try {
-      return await write;
-    } catch (error) {
-      if (!(error instanceof RollcallError) || error.status >= 500) verifier?.forget(event);
-      throw error;
-    }
-  };
   api.post(
     '/api/v1/events',
     {
-      config: { auth: { scope: 'nodes:write' } },
+      config: { auth: { scope: 'nodes:write' }, nodeWrite: EVENT_WRITE },
       schema: {
         tags: ['nodes'],
         summary: 'Accept one node event (introspection, heartbeat or tombstone) in an OnexEnvelopeV1, verified as on the event bus.',
@@ -66,45 +65,20 @@ export function eventRoutes(app: FastifyInstance, options: EventRouteOptions): v
     async (request, reply) => {
       const event: Envelope = request.body;
       const defaults: RegistrationDefaults = { namespace: credentialNamespace(request) ?? options.defaultNamespace, leaseTtlMs: options.defaultLeaseTtlMs };
-      const namespaceOf = (named: string | undefined): string => named ?? (defaults.namespace as string);
       const echo = { event_id: event.event_id, event_type: event.event_type, correlation_id: event.correlation_id ?? null };
-      const kind = eventKindOf(event.event_type);
-      switch (kind) {
-        case 'introspection': {
-          const started = performance.now();
-          const { registration } = parseIntrospection(event, defaults);
-          confine(request, registration.namespace);
-          const verified = await verify(event, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type });
-          const result = await applying(event, registry.register(registration, admissionContext(request, verified)));
-          return reply.code(result.outcome === 'added' ? 201 : 200).send({ ...introspectionAnswer(result, started, event), ...echo });
-        }
-        case 'heartbeat': {
-          const heartbeat = parseHeartbeatEvent(event.payload);
-          const namespace = namespaceOf(heartbeat.namespace);
-          confine(request, namespace);
-          await verify(event, { namespace, node_id: heartbeat.node_id });
-          const input: HeartbeatInput = { namespace, node_id: heartbeat.node_id };
-          if (heartbeat.incarnation !== undefined) input.incarnation = heartbeat.incarnation;
-          if (heartbeat.health_status !== undefined) input.health_status = heartbeat.health_status;
-          if (heartbeat.status !== undefined) input.status = heartbeat.status;
-          if (heartbeat.metrics !== undefined) input.metrics = heartbeat.metrics;
-          // NODE_NOT_FOUND and REGISTRATION_REQUIRED pass through as problems: the node announces again.
-          const renewed = await applying(event, registry.heartbeat(input));
-          return { ...renewed, ...echo };
-        }
-        case 'tombstone': {
-          const tombstone = parseTombstoneEvent(event.payload);
-          const namespace = namespaceOf(tombstone.namespace);
-          confine(request, namespace);
-          const verified = await verify(event, { namespace, node_id: tombstone.node_id, node_type: tombstone.node_type });
-          const result = await applying(
-            event,
-            registry.deregister(namespace, tombstone.node_id, tombstone.removal_reason ?? 'graceful_shutdown', tombstone.incarnation, admissionContext(request, verified)),
-          );
-          return { ...deregistrationAnswer(result), ...echo };
-        }
-        default:
-          throw new RollcallError('UNKNOWN_EVENT_TYPE', `Event type ${event.event_type} is not an introspection, heartbeat or tombstone.`, { details: { event_type: event.event_type } });
+      const started = performance.now();
+      const parsed = nodeEventOf(event, defaults);
+      confine(request, claimOf(parsed).namespace);
+      // NODE_NOT_FOUND and REGISTRATION_REQUIRED of a heartbeat pass through as problems: the node announces again.
+      const applied = await nodes.apply(parsed, { writer: writerOf(request), signed: { envelope: event, source: 'http' } });
+      switch (applied.kind) {
+        case 'register':
+          // Answered as POST /api/v1/introspection.
+          return reply.code(applied.result.outcome === 'added' ? 201 : 200).send({ ...introspectionAnswer(applied.result, started, event), ...echo });
+        case 'heartbeat':
+          return { ...applied.result, ...echo };
+        case 'deregister':
+          return { ...deregistrationAnswer(applied.result), ...echo };
       }
     },
   );

@@ -3,24 +3,62 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { RollcallError } from '../../domain/errors.js';
-import { parseIntrospection } from '../../domain/introspection.js';
+import { isJsonObject } from '../../domain/json.js';
+import { isEnvelope, parseIntrospection } from '../../domain/introspection.js';
 import { checkDepth, fromDagi, type NodeRecord } from '../../domain/node.js';
 import { DagiRegistrationSchema, HeartbeatSchema, NodeId, ProfileBodySchema, Reason, NodeType, type Envelope } from '../../domain/schemas.js';
 import type { DeregisterResult, RegisterResult, Registry } from '../../engine/registry.js';
-import type { IntrospectionVerifier } from '../../security/introspection-verifier.js';
+import type { NodeEvents } from '../../intake/node-events.js';
 import type { ProfileStore } from '../../store/store.js';
-import { admissionContext, credentialNamespace } from '../auth.js';
+import { credentialNamespace, fieldsOf, stringOf, writerOf, type NodeWriteDeclaration } from '../auth.js';
 import * as params from '../query-params.js';
 
 export interface NodeRouteOptions {
+  /** Reads (lists, records, profiles). */
   registry: Registry;
   /** Role profiles, read and written by GET and PUT /api/v1/profiles. */
   profiles: ProfileStore;
+  /** Every node write goes through the intake seam, as its writer. */
+  nodes: NodeEvents;
   defaultNamespace: string;
   defaultLeaseTtlMs: number;
-  /** Checks signed introspections (signatureMode); absent: none checked. */
-  verifier?: IntrospectionVerifier;
 }
+
+/** The node each write route writes (node binding), read from the request before validation. */
+const NODE_WRITES = {
+  register: {
+    enforced: true,
+    target: (request, principal) => {
+      const body = request.body;
+      if (!isJsonObject(body)) return null;
+      // An SVID registers its own node: node_id and node_type default to its own, as the namespace does.
+      if (principal.node) {
+        body.node_id ??= principal.node.nodeId;
+        body.node_type ??= principal.node.nodeType;
+      }
+      return { namespace: stringOf(body.namespace), node_id: stringOf(body.node_id), node_type: stringOf(body.node_type) };
+    },
+  },
+  heartbeat: {
+    enforced: true,
+    target: (request) => (isJsonObject(request.body) ? { namespace: stringOf(request.body.namespace), node_id: stringOf(request.body.node_id) } : null),
+  },
+  deregister: {
+    enforced: true,
+    target: (request) => ({ namespace: stringOf(fieldsOf(request.query).namespace), node_id: stringOf(fieldsOf(request.params).node_id) }),
+  },
+  // Its signatures are checked by the intake, so enforce mode leaves it alone; an SVID still names only its node.
+  introspection: {
+    enforced: false,
+    target: (request) => {
+      const body = request.body;
+      const payload = isJsonObject(body) && isEnvelope(body) ? body.payload : body;
+      if (!isJsonObject(payload)) return null;
+      const metadata = fieldsOf(payload.metadata);
+      return { namespace: stringOf(payload.namespace) ?? stringOf(metadata.namespace), node_id: stringOf(payload.node_id), node_type: stringOf(payload.node_type) };
+    },
+  },
+} satisfies Record<string, NodeWriteDeclaration>;
 
 /** The answer to an accepted introspection (HTTP and signed events), with the event's ids when it came in an envelope. */
 export function introspectionAnswer(result: RegisterResult, startedMs: number, envelope: Envelope | null): Record<string, unknown> {
@@ -83,16 +121,17 @@ const ListQuery = Type.Object(
 
 export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { registry } = options;
+  const { registry, nodes } = options;
   const defaults = { namespace: options.defaultNamespace, leaseTtlMs: options.defaultLeaseTtlMs };
 
   api.post(
     '/api/v1/nodes/register',
     {
+      config: { nodeWrite: NODE_WRITES.register },
       schema: { tags: ['nodes'], summary: 'Register or update a node (DAGI shape); node_id is generated when absent.', body: DagiRegistrationSchema },
     },
     async (request, reply) => {
-      const result = await registry.register(fromDagi(request.body, defaults), admissionContext(request));
+      const { result } = await nodes.apply({ kind: 'register', registration: fromDagi(request.body, defaults) }, { writer: writerOf(request) });
       const node = result.node;
       return reply.code(result.outcome === 'added' ? 201 : 200).send({
         node_id: node.node_id,
@@ -110,24 +149,27 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   api.post(
     '/api/v1/nodes/heartbeat',
     {
+      config: { nodeWrite: NODE_WRITES.heartbeat },
       schema: { tags: ['nodes'], summary: "Renew a node's lease.", body: HeartbeatSchema },
     },
     async (request) => {
       const body = request.body;
-      return registry.heartbeat({
+      const heartbeat = {
         namespace: body.namespace ?? options.defaultNamespace,
         node_id: body.node_id,
         ...(body.incarnation === undefined ? {} : { incarnation: body.incarnation }),
         ...(body.health_status === undefined ? {} : { health_status: body.health_status }),
         ...(body.status === undefined ? {} : { status: body.status }),
         ...(body.metrics === undefined ? {} : { metrics: body.metrics }),
-      });
+      };
+      return (await nodes.apply({ kind: 'heartbeat', heartbeat }, { writer: writerOf(request) })).result;
     },
   );
 
   api.post(
     '/api/v1/introspection',
     {
+      config: { nodeWrite: NODE_WRITES.introspection },
       schema: {
         tags: ['nodes'],
         summary: 'Accept an OmniNode introspection, bare or in an OnexEnvelopeV1.',
@@ -138,16 +180,8 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
       const started = performance.now();
       // A signed envelope without a namespace belongs to the credential's namespace (auth leaves its body as signed).
       const { registration, envelope } = parseIntrospection(request.body, { ...defaults, namespace: credentialNamespace(request) ?? defaults.namespace });
-      const { verifier } = options;
-      const verified =
-        verifier !== undefined && verifier.mode !== 'off'
-          ? await verifier.verify(envelope, { namespace: registration.namespace, node_id: registration.node_id, node_type: registration.node_type }, { source: 'http' })
-          : null;
-      const result = await registry.register(registration, admissionContext(request, verified)).catch((error: unknown) => {
-        // The registry failed, not the sender: the same signed event may be sent again.
-        if (!(error instanceof RollcallError) || error.status >= 500) verifier?.forget(envelope);
-        throw error;
-      });
+      // A signed envelope names its node: the intake checks it (signatureMode) and writes as that node.
+      const { result } = await nodes.apply({ kind: 'register', registration }, { writer: writerOf(request), signed: { envelope, source: 'http' } });
       return reply.code(result.outcome === 'added' ? 201 : 200).send(introspectionAnswer(result, started, envelope));
     },
   );
@@ -197,6 +231,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   api.delete(
     '/api/v1/nodes/:node_id',
     {
+      config: { nodeWrite: NODE_WRITES.deregister },
       schema: { tags: ['nodes'], summary: 'Deregister a node (tombstone) with a reason.', params: NodeIdParams, querystring: DeleteQuery },
     },
     async (request) => {
@@ -204,7 +239,7 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
       const namespace = params.namespace(query, options.defaultNamespace) as string;
       const reason = query.reason ?? 'manual_deregistration';
       const incarnation = query.incarnation === undefined ? undefined : Number(query.incarnation);
-      const result = await registry.deregister(namespace, request.params.node_id, reason, incarnation, admissionContext(request));
+      const { result } = await nodes.apply({ kind: 'deregister', namespace, node_id: request.params.node_id, reason, incarnation }, { writer: writerOf(request) });
       return deregistrationAnswer(result);
     },
   );
@@ -229,6 +264,8 @@ export function nodeRoutes(app: FastifyInstance, options: NodeRouteOptions): voi
   api.put(
     '/api/v1/profiles/:role',
     {
+      // A role's profile is no node's: an SVID may not write it.
+      config: { nodeWrite: 'none' },
       schema: { tags: ['profiles'], summary: 'Create or replace the configuration profile of a role.', params: RoleParams, querystring: NamespaceQuery, body: ProfileBodySchema },
     },
     async (request) => {
