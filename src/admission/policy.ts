@@ -6,7 +6,7 @@ import client from 'prom-client';
 import { RollcallError } from '../domain/errors.js';
 import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
-import { metricOnce } from '../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../metrics.js';
 import type { NamespaceQuotas, PolicyVersion, Store, WriteQuota } from '../store/store.js';
 import { ANONYMOUS, type AuditLog } from '../security/audit.js';
 import { QuotaBook } from './quotas.js';
@@ -61,6 +61,8 @@ function toCel(value: unknown): unknown {
 
 export interface NamespaceAdmissionOptions {
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   store: Store;
   audit: AuditLog;
   logger: Logger;
@@ -85,9 +87,9 @@ export class NamespaceAdmission implements AdmissionCheck {
     this.now = options.now ?? Date.now;
     this.log = options.logger.child({ component: 'admission' });
     this.quotas = new QuotaBook(options.registry.view);
-    const registers = [options.registry.metrics.registry];
+    const registers = [options.metrics];
     this.policyDenials = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_policy_denials_total',
       () =>
         new client.Counter({
@@ -98,7 +100,7 @@ export class NamespaceAdmission implements AdmissionCheck {
         }),
     );
     this.quotaDenials = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_quota_denials_total',
       () => new client.Counter({ name: 'rollcall_quota_denials_total', help: "Registrations refused because the namespace's quota was reached.", labelNames: ['namespace'], registers }),
     );

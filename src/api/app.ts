@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { LIMITS } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
+import type { MetricsRegistry } from '../metrics.js';
 import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
 import { installAuth, type AuthOptions } from './auth.js';
@@ -26,6 +27,8 @@ import type { IntrospectionVerifier } from '../security/introspection-verifier.j
 
 export interface AppOptions {
   registry: Registry;
+  /** The server's metrics registry (served at /metrics), handed in by the composition root. */
+  metrics: MetricsRegistry;
   logger: Logger;
   registryId: string;
   defaultNamespace: string;
@@ -122,7 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   if (options.auth) {
     // Before any route: the rate limiter attaches itself to the routes declared after it.
-    await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
+    await installAuth(app, { ...options.auth, metrics: options.metrics, ...(options.audit ? { audit: options.audit } : {}) });
     apiKeyRoutes(app, { store: options.registry.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
   }
   nodeRoutes(app, {
@@ -137,9 +140,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     defaultLeaseTtlMs: options.defaultLeaseTtlMs,
     ...(options.introspectionVerifier ? { verifier: options.introspectionVerifier } : {}),
   });
-  topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
+  topologyRoutes(app, options.registry, { metrics: options.metrics, ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
   await app.register(consulRoutes, {
     registry: options.registry,
+    metrics: options.metrics,
     agentNode: options.registryId,
     defaultNamespace: options.defaultNamespace,
     defaultLeaseTtlMs: options.defaultLeaseTtlMs,
@@ -149,11 +153,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   identityRoutes(app, {
     identity: options.identity ?? null,
     defaultNamespace: options.defaultNamespace,
-    metrics: options.registry.metrics.registry,
+    metrics: options.metrics,
     ...(options.audit ? { audit: options.audit } : {}),
   });
   opsRoutes(app, {
     registry: options.registry,
+    metrics: options.metrics,
     registryId: options.registryId,
     storeTarget: options.storeTarget,
     startedAt: options.startedAt ?? Date.now(),

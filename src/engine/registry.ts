@@ -8,6 +8,7 @@ import { LIMITS } from '../domain/schemas.js';
 import type { HeartbeatLogEntry, LeaseRenewal, NodeWrite, Store, WriteOutcome, WriteQuota } from '../store/store.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
+import { createMetricsRegistry, type MetricsRegistry } from '../metrics.js';
 import { WriteHealth } from './write-health.js';
 import { WriteQueue } from './write-queue.js';
 import type { Compensation, WriteSaga } from './write-saga.js';
@@ -57,6 +58,8 @@ export interface RegistryOptions {
   writeConcurrency: number;
   /** A backend written before the store (atomic Consul mode); also settable later with useSaga(). */
   saga?: WriteSaga;
+  /** The server's metrics registry (the composition root's); a fresh one when omitted. */
+  metrics?: MetricsRegistry;
   /** How long a write's outcome tells /health whether writes go through before they are probed (default 5 s). */
   writeCheckIntervalMs?: number;
   now?: () => number;
@@ -137,7 +140,7 @@ export class Registry {
     this.now = options.now ?? Date.now;
     this.saga = options.saga ?? null;
     this.log = options.logger.child({ component: 'engine' });
-    this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
+    this.metrics = new RegistryMetrics(options.metrics ?? createMetricsRegistry(), { nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
     this.writeHealth = new WriteHealth({ probe: () => this.probeWrites(), freshForMs: options.writeCheckIntervalMs ?? 5000, now: this.now });
     this.queue = new WriteQueue(
       (writes) => this.commit(writes),

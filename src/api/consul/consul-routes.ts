@@ -10,6 +10,7 @@ import type { JsonObject } from '../../domain/json.js';
 import { nodeKey, type NodeRecord } from '../../domain/node.js';
 import { NAMESPACE_PATTERN } from '../../domain/schemas.js';
 import type { Registry } from '../../engine/registry.js';
+import type { MetricsRegistry } from '../../metrics.js';
 import {
   CHECK_STATUSES,
   agentServiceOf,
@@ -34,6 +35,8 @@ import * as params from '../query-params.js';
 
 export interface ConsulRouteOptions {
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   /** Node name of this instance as a Consul agent. */
   agentNode: string;
   defaultNamespace: string;
@@ -134,7 +137,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     }
   });
 
-  const indexes = new ConsulIndex(registry.view, { metrics: registry.metrics.registry });
+  const indexes = new ConsulIndex(registry.view, { metrics: options.metrics });
   app.addHook('onClose', (_instance, done) => {
     indexes.close();
     done();

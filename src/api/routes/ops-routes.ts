@@ -1,10 +1,13 @@
 // Operations endpoints: service information, health with component checks, Prometheus metrics.
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from '../../engine/registry.js';
+import type { MetricsRegistry } from '../../metrics.js';
 import { PACKAGE } from '../../version.js';
 
 export interface OpsRouteOptions {
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   registryId: string;
   /** Where the data lives, with any password masked. */
   storeTarget: string;
@@ -82,7 +85,7 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
   });
 
   app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics.' } }, async (_request, reply) => {
-    const text = await registry.metrics.registry.metrics();
-    return reply.type(registry.metrics.registry.contentType).send(text);
+    const text = await options.metrics.metrics();
+    return reply.type(options.metrics.contentType).send(text);
   });
 }
