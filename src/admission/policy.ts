@@ -8,7 +8,7 @@ import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
 import { metricOnce, type MetricsRegistry } from '../metrics.js';
 import type { NamespaceQuotas, PolicyVersion, Store, WriteQuota } from '../store/store.js';
-import { ANONYMOUS, type AuditLog } from '../security/audit.js';
+import { ANONYMOUS, AUDIT_TEXT_WIDTHS, fitText, type AuditLog } from '../security/audit.js';
 import { QuotaBook } from './quotas.js';
 
 /** Longest policy source accepted. */
@@ -219,7 +219,8 @@ export class NamespaceAdmission implements AdmissionCheck {
       }
       throw error;
     }
-    const saved = await this.options.store.savePolicy(namespace, expression, actor, this.now());
+    // created_by holds an actor as the audit log does: cut to its column, never a failed save.
+    const saved = await this.options.store.savePolicy(namespace, expression, fitText(actor, AUDIT_TEXT_WIDTHS.actor), this.now());
     const known = this.current.get(namespace);
     if (!known || known.version < saved.version) this.current.set(namespace, saved);
     this.options.audit.record({ actor, action: 'policy.update', namespace, decision: 'allowed', reason: null, details: { policy_version: saved.version } });
@@ -227,7 +228,7 @@ export class NamespaceAdmission implements AdmissionCheck {
   }
 
   async putQuotas(quotas: Pick<NamespaceQuotas, 'namespace' | 'max_nodes' | 'max_nodes_per_type'>, actor: string): Promise<NamespaceQuotas> {
-    const saved = await this.options.store.putQuotas({ ...quotas, updated_by: actor }, this.now());
+    const saved = await this.options.store.putQuotas({ ...quotas, updated_by: fitText(actor, AUDIT_TEXT_WIDTHS.actor) }, this.now());
     this.quotas.set(saved);
     this.options.audit.record({
       actor,
