@@ -1,5 +1,6 @@
-// The composition root: opens the store the config asks for, starts the engine, serves the API, and
-// registers the registry itself as a node. `stop()` undoes it all in order, losing nothing acknowledged.
+// The composition root: a list of starters (store, audit, event bus, engine, projections, intake, API,
+// self-registration), each pushing its closer onto one stack as it starts. `stop()`, or a start that
+// fails half-way, runs that stack in reverse: what started last stops first, losing nothing acknowledged.
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { createSecureContext } from 'node:tls';
@@ -12,6 +13,7 @@ import { openBus } from './bus/open-bus.js';
 import { instanceIdOf, redactUrl, tlsClientAuthOf, topicPrefixOf, type Config } from './config/config.js';
 import { RollcallError } from './domain/errors.js';
 import { EVENT_TYPES, TopicLayout, envelope, topicNames } from './domain/events.js';
+import type { Store } from './store/store.js';
 import { Registry } from './engine/registry.js';
 import { SelfRegistration, ownRegistration } from './engine/self-registration.js';
 import { EventIntake } from './intake/event-intake.js';
@@ -25,6 +27,7 @@ import { IdentityService } from './security/identity-service.js';
 import { isMemoryDataDir, lockDataDir, openStore } from './store/open-store.js';
 import { AuditLog } from './security/audit.js';
 import { NamespaceAdmission } from './admission/policy.js';
+import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { FileTrustSource, IntrospectionVerifier, type TrustSource } from './security/introspection-verifier.js';
 
 export interface RunningServer {
@@ -33,6 +36,8 @@ export interface RunningServer {
   bus: EventBus;
   url: string;
   registryId: string;
+  /** The server's Prometheus registry (served at /metrics); every component records into it. */
+  metrics: MetricsRegistry;
   /** The DNS interface, when `dnsPort` is configured. */
   dns: DnsServer | null;
   /** The audit log; other components record their decisions through `audit.record()`. */
@@ -41,10 +46,54 @@ export interface RunningServer {
   identity: IdentityService | null;
   /** Checks signed envelopes on both intakes (signatureMode); its rejections go to the audit log. */
   verifier: IntrospectionVerifier;
+  /** Runs every closer (see Closers); rejects, once all have run, when any failed. */
   stop(): Promise<void>;
 }
 
 const HOUR_MS = 3_600_000;
+/** How long one closer may take: a stop never hangs on one component, and the ones after it still run. */
+const CLOSE_WITHIN_MS = 15_000;
+
+/**
+ * One stack of closers: each component pushes its own once it has started, and `close()` runs them
+ * last-pushed first, each bounded by `withinMs`. A failing or hung closer is logged and counted; the
+ * ones after it run all the same. The order components start in is therefore the order they stop in,
+ * reversed: whatever a component needs while it closes must have started (and pushed) before it.
+ */
+export class Closers {
+  private readonly stack: { name: string; close: () => unknown }[] = [];
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly withinMs = CLOSE_WITHIN_MS,
+  ) {}
+
+  push(name: string, close: () => unknown): void {
+    this.stack.push({ name, close });
+  }
+
+  /** Runs and empties the stack; resolves with the failures (each already logged), never rejects. */
+  async close(): Promise<{ name: string; error: Error }[]> {
+    const failures: { name: string; error: Error }[] = [];
+    for (let closer = this.stack.pop(); closer !== undefined; closer = this.stack.pop()) {
+      const { name, close } = closer;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`did not finish within ${this.withinMs} ms`)), this.withinMs);
+      });
+      try {
+        await Promise.race([Promise.resolve().then(close), timedOut]);
+      } catch (cause) {
+        const error = cause instanceof Error ? cause : new Error(String(cause));
+        this.logger.error({ err: error, closer: name }, `${name}: stop failed`);
+        failures.push({ name, error });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return failures;
+  }
+}
 
 /**
  * Secure by default: off loopback, rollcall serves only with authentication (an API key exists, a JWKS
@@ -72,51 +121,80 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const startedAt = Date.now();
   // Read before anything opens: a bad TLS file stops the start with nothing to undo.
   const https = await loadTlsFiles(config);
+  const metrics = createMetricsRegistry();
+  const closers = new Closers(logger);
+  try {
+    const running = await startAll(config, logger, { startedAt, https, metrics, closers });
+    let stopping: Promise<void> | null = null;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        const failures = await closers.close();
+        if (failures.length > 0) {
+          throw new RollcallError('INTERNAL', `rollcall stopped with ${failures.length} failure(s): ${failures.map((f) => `${f.name}: ${f.error.message}`).join('; ')}`, {
+            cause: new AggregateError(failures.map((f) => f.error)),
+          });
+        }
+        logger.info('rollcall stopped');
+      })();
+      return stopping;
+    };
+    return { ...running, stop };
+  } catch (error) {
+    // What started before the failure stops again, in reverse; the failure to start is what the caller sees.
+    await closers.close();
+    throw error;
+  }
+}
+
+/** What every starter may use: the root's metrics registry and the one stack of closers. */
+interface Root {
+  startedAt: number;
+  https: { cert: Buffer; key: Buffer } | undefined;
+  metrics: MetricsRegistry;
+  closers: Closers;
+}
+
+/** The starters, in order; each pushes its closer as soon as its component runs. */
+async function startAll(config: Config, logger: Logger, root: Root): Promise<Omit<RunningServer, 'stop'>> {
+  const { closers, metrics, startedAt, https } = root;
   const storeTarget = config.databaseUrl ? redactUrl(config.databaseUrl) : `pglite:${config.dataDir}`;
   // One process owns an embedded folder: a second server (or a CLI command) beside us would lose writes.
   const folderLock = config.databaseUrl || isMemoryDataDir(config.dataDir) ? undefined : await lockDataDir(config.dataDir, { command: 'serve', hint: 'stop it, or serve another --data-dir' });
+  // The store closes last of all: everything below writes to it while it stops. It releases the folder lock.
   const store = await openStore(
     config.databaseUrl
       ? { kind: 'postgres', url: config.databaseUrl, maxConnections: config.databasePoolSize, onError: (err) => logger.warn({ err }, 'database connection error') }
       : { kind: 'pglite', dataDir: config.dataDir, ...(folderLock ? { lock: folderLock } : {}) },
   );
+  closers.push('store', () => store.close());
+  await store.migrate();
   const keys = new ApiKeyRing(store);
-  try {
-    await store.migrate();
-    await keys.start();
-    assertSecureListener(config, await keys.hasKeys());
-  } catch (error) {
-    await store.close().catch(() => undefined);
-    throw error;
-  }
+  await keys.start();
+  assertSecureListener(config, await keys.hasKeys());
   logger.info({ store: storeTarget }, 'store ready');
 
-  let identity: IdentityService | null = null;
-  if (config.caCertFile !== undefined || config.caKeyFile !== undefined) {
-    if (config.caCertFile === undefined || config.caKeyFile === undefined) {
-      await store.close().catch(() => undefined);
-      throw new RollcallError('CONFIG_INVALID', 'Set both caCertFile and caKeyFile (or neither).', { details: { field: config.caCertFile === undefined ? 'caCertFile' : 'caKeyFile' } });
-    }
-    try {
-      const ca = await loadCaFiles(config.caCertFile, config.caKeyFile, config.trustDomain);
-      identity = new IdentityService({ ca, store, svidTtlSeconds: config.svidTtlSeconds });
-    } catch (error) {
-      await store.close().catch(() => undefined);
-      throw error;
-    }
-    logger.info({ trustDomain: identity.trustDomain }, 'certificate authority loaded');
-  }
-  let clientTrust: TrustSource | null;
-  try {
-    clientTrust = clientCertificateTrust(config, identity);
-  } catch (error) {
-    await store.close().catch(() => undefined);
-    throw error;
-  }
+  const identity = await identityService(config, store);
+  if (identity) logger.info({ trustDomain: identity.trustDomain }, 'certificate authority loaded');
+  const clientTrust = clientCertificateTrust(config, identity);
+
+  // Audit entries are written in batches; every one recorded (denials included) is written at stop.
+  const audit = new AuditLog({ store, logger, flushMs: config.auditFlushMs, retentionMs: config.auditRetentionDays * 24 * HOUR_MS, purgeIntervalMs: config.cleanupIntervalHours * HOUR_MS });
+  audit.start();
+  closers.push('audit log', () => audit.stop());
+
+  // The event plane: Kafka when brokers are configured, else the in-process bus. It closes after the
+  // projections, which publish on it while they drain.
+  const bus = await openBus(config, logger);
+  closers.push('event bus', () => bus.close());
+  const topics = topicNames(topicPrefixOf(config));
+  // Namespaces listed in kafkaNamespaceTopics travel on topics of their own ({prefix}.ns.{namespace}.*).
+  const layout = new TopicLayout(topics, config.kafkaNamespaceTopics);
+  const registryId = instanceIdOf(config);
 
   const registry = new Registry({
     store,
     logger,
+    metrics,
     leaseTtlMs: config.leaseTtlSeconds * 1000,
     heartbeatFlushMs: config.heartbeatFlushMs,
     sweepIntervalMs: config.sweepIntervalMs,
@@ -128,123 +206,67 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     maxBatch: config.maxBatch,
     writeConcurrency: store.dialect === 'pglite' ? 1 : config.writeConcurrency,
   });
-  await registry.start();
-  const registryId = instanceIdOf(config);
-  // Namespace policies and quotas before anything can register; audit entries written in batches.
-  const audit = new AuditLog({ store, logger, flushMs: config.auditFlushMs, retentionMs: config.auditRetentionDays * 24 * HOUR_MS, purgeIntervalMs: config.cleanupIntervalHours * HOUR_MS });
-  const admission = new NamespaceAdmission({ registry, store, audit, logger, refreshMs: config.policyRefreshMs });
-  await admission.start();
-  audit.start();
-  registry.useAdmission(admission);
-  let verifier: IntrospectionVerifier;
-  try {
-    verifier = signatureVerifier(config, logger, registry, identity, audit);
-  } catch (error) {
-    await registry.stop();
-    admission.stop();
-    await audit.stop().catch(() => undefined);
-    await store.close();
-    throw error;
-  }
-
-  // The event plane: Kafka when brokers are configured, else the in-process bus.
-  const topics = topicNames(topicPrefixOf(config));
-  // Namespaces listed in kafkaNamespaceTopics travel on topics of their own ({prefix}.ns.{namespace}.*).
-  const layout = new TopicLayout(topics, config.kafkaNamespaceTopics);
-  let bus: EventBus;
-  let intake: EventIntake;
-  let relay: TopologyDiffRelay | null = null;
-  let consul: ConsulSink | null = null;
-  try {
-    bus = await openBus(config, logger);
-    if (config.consulAddr !== undefined) {
-      // Projection mode: PostgreSQL is the truth, Consul follows and is repaired when back. Atomic
-      // mode adds the saga: Consul takes each write first, before any intake can produce one.
-      consul = new ConsulSink({
-        registry,
-        logger,
-        client: new ConsulClient({ address: config.consulAddr, token: config.consulToken, timeoutMs: config.consulTimeoutMs }),
-        mapping: {
-          serviceName: config.consulServiceName,
-          check: config.consulCheck,
-          checkInterval: config.consulCheckInterval,
-          checkTimeout: config.consulCheckTimeout,
-          deregisterAfter: config.consulDeregisterAfter,
-          environment: config.kafkaEnvironment,
-          defaultNamespace: config.namespace,
-          namespaces: config.consulNamespaces,
-          namespaceServiceName: config.consulNamespaceServiceName,
-        },
-        reconcileIntervalMs: config.consulReconcileIntervalMs,
-        concurrency: config.consulConcurrency,
-        renewIntervalMs: config.consulRenewIntervalMs,
-        retry: { retries: config.consulRetries },
-        breaker: {
-          failureThreshold: config.consulBreakerFailures,
-          resetTimeoutMs: config.consulBreakerResetMs,
-          halfOpenMaxCalls: config.consulBreakerHalfOpenCalls,
-          successThreshold: config.consulBreakerSuccesses,
-        },
-      });
-      if (config.consulMode === 'atomic') registry.useSaga(consul);
-      consul.start();
-    }
-    if (config.kafkaCreateTopics) {
-      await bus.ensureTopics([
-        { name: topics.introspection, partitions: config.kafkaPartitions },
-        { name: topics.heartbeat, partitions: config.kafkaPartitions },
-        { name: topics.tombstone, partitions: config.kafkaPartitions },
-        { name: topics.deadLetter, partitions: config.kafkaPartitions },
-        // One partition each: these are read in order.
-        { name: topics.requestIntrospection, partitions: 1 },
-        { name: topics.topologyDiff, partitions: 1 },
-      ]);
-    }
-    if (config.kafkaCreateTopics && layout.namespaces.length > 0) {
-      await bus.ensureTopics(
-        layout.namespaces.flatMap((namespace) => {
-          const own = layout.topicsOf(namespace);
-          return [
-            ...[own.introspection, own.heartbeat, own.tombstone, own.deadLetter].map((name) => ({ name, partitions: config.kafkaPartitions })),
-            { name: own.requestIntrospection, partitions: 1 },
-            { name: own.topologyDiff, partitions: 1 },
-          ];
-        }),
-      );
-    }
-    intake = new EventIntake({
-      bus,
-      registry,
-      topics,
-      namespaceTopics: layout.namespaces,
-      group: config.kafkaGroupId,
-      registryId,
-      defaults: { namespace: config.namespace, leaseTtlMs: config.leaseTtlSeconds * 1000 },
-      logger,
-      maxEventBytes: config.maxEventBytes,
-      dedupeSize: config.eventDedupeSize,
-      dedupeTtlMs: config.eventDedupeTtlSeconds * 1000,
-      maxBatch: config.maxBatch,
-      verifier,
+  // The projections stop after the engine: its last writes (our own tombstone among them) are
+  // projected before they go. So they are built, and their closers pushed, before the engine starts.
+  // Projection mode: PostgreSQL is the truth, Consul follows and is repaired when back. Atomic mode
+  // adds the saga: Consul takes each write first, before any intake can produce one.
+  const consul = config.consulAddr === undefined ? null : consulSink(config, config.consulAddr, logger, registry, metrics);
+  if (consul) {
+    if (config.consulMode === 'atomic') registry.useSaga(consul);
+    closers.push('consul sink', async () => {
+      // The sink deregisters our own service before it goes.
+      await consul.drain().catch((err: unknown) => logger.warn({ err }, 'consul sink drain failed'));
+      await consul.stop();
     });
-    await intake.start();
-    if (config.topologyDiffRelay) {
-      relay = new TopologyDiffRelay({ bus, registry, topic: topics.topologyDiff, namespaceTopics: layout.namespaces, registryId, logger, local: bus.kind === 'memory' });
-      relay.start();
-    }
-  } catch (error) {
-    await consul?.stop();
-    await registry.stop();
-    admission.stop();
-    await audit.stop().catch(() => undefined);
-    await store.close();
-    throw error;
   }
+  const relay = config.topologyDiffRelay
+    ? new TopologyDiffRelay({ bus, registry, metrics, topic: topics.topologyDiff, namespaceTopics: layout.namespaces, registryId, logger, local: bus.kind === 'memory' })
+    : null;
+  if (relay) {
+    closers.push('topology diff relay', async () => {
+      // The relay publishes our own tombstone before it goes.
+      await relay.drain().catch((err: unknown) => logger.warn({ err }, 'topology diff relay drain failed'));
+      await relay.stop();
+    });
+  }
+  await registry.start();
+  closers.push('engine', () => registry.stop());
+
+  // Namespace policies and quotas before anything can register.
+  const admission = new NamespaceAdmission({ registry, store, audit, logger, metrics, refreshMs: config.policyRefreshMs });
+  await admission.start();
+  closers.push('admission', () => admission.stop());
+  registry.useAdmission(admission);
+  const verifier = signatureVerifier(config, logger, metrics, identity, audit);
+
+  consul?.start();
+  await ensureTopics(config, bus, topics, layout);
+  const intake = new EventIntake({
+    bus,
+    registry,
+    metrics,
+    topics,
+    namespaceTopics: layout.namespaces,
+    group: config.kafkaGroupId,
+    registryId,
+    defaults: { namespace: config.namespace, leaseTtlMs: config.leaseTtlSeconds * 1000 },
+    logger,
+    maxEventBytes: config.maxEventBytes,
+    dedupeSize: config.eventDedupeSize,
+    dedupeTtlMs: config.eventDedupeTtlSeconds * 1000,
+    maxBatch: config.maxBatch,
+    verifier,
+  });
+  await intake.start();
+  // Stop taking events before the engine stops: what was consumed is written (and committed) first.
+  closers.push('event intake', () => intake.stop());
+  relay?.start();
   logger.info({ bus: bus.kind, prefix: topicPrefixOf(config) }, 'event bus ready');
 
   const app = await buildApp({
     registry,
     store,
+    metrics,
     logger,
     registryId,
     defaultNamespace: config.namespace,
@@ -295,6 +317,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       ...(consul ? { consul: async () => consul.health() } : {}),
     },
   });
+  // Closing answers every watcher and lets in-flight requests finish (their writes are acknowledged).
+  closers.push('http api', () => app.close());
+  await app.listen({ host: config.host, port: config.port });
   const dns =
     config.dnsPort === undefined
       ? null
@@ -308,20 +333,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           defaultNamespace: config.namespace,
           namespaces: config.dnsNamespaces ?? [config.namespace],
         });
-  try {
-    await app.listen({ host: config.host, port: config.port });
-    await dns?.start();
-  } catch (error) {
-    await app.close();
-    await relay?.stop();
-    await consul?.stop();
-    await intake.stop();
-    await bus.close();
-    await registry.stop();
-    admission.stop();
-    await audit.stop().catch(() => undefined);
-    await store.close();
-    throw error;
+  if (dns) {
+    await dns.start();
+    closers.push('dns interface', () => dns.stop());
   }
   // Heartbeats can arrive now (HTTP and the intake): lease grace starts here, not when the store loaded.
   registry.openForHeartbeats();
@@ -352,6 +366,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger,
   });
   await self.start();
+  // Pushed last, so it runs first at stop: readers and projections hear us leave before we go quiet.
+  closers.push('self registration', async () => {
+    self.stopHeartbeat();
+    await self.deregister();
+  });
   if (config.requestIntrospectionOnStart) {
     // Nodes that were running before this instance answer with their introspection.
     const request = envelope(EVENT_TYPES.requestIntrospection, registryId, { reason: 'registry_startup', registry_id: registryId });
@@ -362,33 +381,73 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       .catch((err: unknown) => logger.warn({ err }, 'could not publish the introspection request'));
   }
   logger.info({ url, registryId, store: store.dialect, bus: bus.kind }, 'rollcall serving');
+  return { app, registry, bus, url, registryId, metrics, dns, identity, verifier, audit };
+}
 
-  let stopping: Promise<void> | null = null;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      self.stopHeartbeat();
-      await app.close();
-      await dns?.stop().catch((err: unknown) => logger.warn({ err }, 'dns interface stop failed'));
-      // Stop taking events first: what was consumed is written (and committed) before the store goes.
-      await intake.stop().catch((err: unknown) => logger.warn({ err }, 'event intake stop failed'));
-      await self.deregister();
-      await registry.stop();
-      admission.stop();
-      // Every audit entry recorded so far (denials included) is written before the store goes.
-      await audit.stop().catch((err: unknown) => logger.error({ err }, 'final audit flush failed'));
-      // The relay publishes our own tombstone before it goes.
-      await relay?.drain().catch((err: unknown) => logger.warn({ err }, 'topology diff relay drain failed'));
-      await relay?.stop();
-      // The Consul sink deregisters our own service before it goes.
-      await consul?.drain().catch((err: unknown) => logger.warn({ err }, 'consul sink drain failed'));
-      await consul?.stop();
-      await bus.close().catch((err: unknown) => logger.warn({ err }, 'event bus close failed'));
-      await store.close();
-      logger.info('rollcall stopped');
-    })();
-    return stopping;
-  };
-  return { app, registry, bus, url, registryId, dns, identity, verifier, stop, audit };
+/** The built-in CA (caCertFile and caKeyFile, both or neither), when configured. */
+async function identityService(config: Config, store: Store): Promise<IdentityService | null> {
+  if (config.caCertFile === undefined && config.caKeyFile === undefined) return null;
+  if (config.caCertFile === undefined || config.caKeyFile === undefined) {
+    throw new RollcallError('CONFIG_INVALID', 'Set both caCertFile and caKeyFile (or neither).', { details: { field: config.caCertFile === undefined ? 'caCertFile' : 'caKeyFile' } });
+  }
+  const ca = await loadCaFiles(config.caCertFile, config.caKeyFile, config.trustDomain);
+  return new IdentityService({ ca, store, svidTtlSeconds: config.svidTtlSeconds });
+}
+
+/** The Consul projection of consulAddr (started by the caller once the engine has loaded). */
+function consulSink(config: Config, address: string, logger: Logger, registry: Registry, metrics: MetricsRegistry): ConsulSink {
+  return new ConsulSink({
+    registry,
+    metrics,
+    logger,
+    client: new ConsulClient({ address, token: config.consulToken, timeoutMs: config.consulTimeoutMs }),
+    mapping: {
+      serviceName: config.consulServiceName,
+      check: config.consulCheck,
+      checkInterval: config.consulCheckInterval,
+      checkTimeout: config.consulCheckTimeout,
+      deregisterAfter: config.consulDeregisterAfter,
+      environment: config.kafkaEnvironment,
+      defaultNamespace: config.namespace,
+      namespaces: config.consulNamespaces,
+      namespaceServiceName: config.consulNamespaceServiceName,
+    },
+    reconcileIntervalMs: config.consulReconcileIntervalMs,
+    concurrency: config.consulConcurrency,
+    renewIntervalMs: config.consulRenewIntervalMs,
+    retry: { retries: config.consulRetries },
+    breaker: {
+      failureThreshold: config.consulBreakerFailures,
+      resetTimeoutMs: config.consulBreakerResetMs,
+      halfOpenMaxCalls: config.consulBreakerHalfOpenCalls,
+      successThreshold: config.consulBreakerSuccesses,
+    },
+  });
+}
+
+/** kafkaCreateTopics: the shared topics and those of each namespace listed in kafkaNamespaceTopics. */
+async function ensureTopics(config: Config, bus: EventBus, topics: ReturnType<typeof topicNames>, layout: TopicLayout): Promise<void> {
+  if (!config.kafkaCreateTopics) return;
+  await bus.ensureTopics([
+    { name: topics.introspection, partitions: config.kafkaPartitions },
+    { name: topics.heartbeat, partitions: config.kafkaPartitions },
+    { name: topics.tombstone, partitions: config.kafkaPartitions },
+    { name: topics.deadLetter, partitions: config.kafkaPartitions },
+    // One partition each: these are read in order.
+    { name: topics.requestIntrospection, partitions: 1 },
+    { name: topics.topologyDiff, partitions: 1 },
+  ]);
+  if (layout.namespaces.length === 0) return;
+  await bus.ensureTopics(
+    layout.namespaces.flatMap((namespace) => {
+      const own = layout.topicsOf(namespace);
+      return [
+        ...[own.introspection, own.heartbeat, own.tombstone, own.deadLetter].map((name) => ({ name, partitions: config.kafkaPartitions })),
+        { name: own.requestIntrospection, partitions: 1 },
+        { name: own.topologyDiff, partitions: 1 },
+      ];
+    }),
+  );
 }
 
 /** The HTTPS certificate and key of tlsCertFile and tlsKeyFile, checked to make a TLS context; none when unset. */
@@ -435,7 +494,7 @@ function clientCertificateTrust(config: Config, identity: IdentityService | null
  * The signature checks of `signatureMode`. Trust: trustBundleFile (with revocationFile) when set,
  * else the built-in CA's root and its revocations. Rejections are audited as `node.signature`.
  */
-function signatureVerifier(config: Config, logger: Logger, registry: Registry, identity: IdentityService | null, audit: AuditLog): IntrospectionVerifier {
+function signatureVerifier(config: Config, logger: Logger, metrics: MetricsRegistry, identity: IdentityService | null, audit: AuditLog): IntrospectionVerifier {
   let trustSource: TrustSource | null = null;
   if (config.signatureMode !== 'off') {
     if (config.trustBundleFile !== undefined) {
@@ -452,7 +511,7 @@ function signatureVerifier(config: Config, logger: Logger, registry: Registry, i
     replayCacheSize: config.signatureReplayCacheSize,
     defaultNamespace: config.namespace,
     logger,
-    metrics: registry.metrics.registry,
+    metrics,
     ...(config.trustDomain !== undefined ? { trustDomain: config.trustDomain } : {}),
     onRejection: (rejection) => {
       audit.record({

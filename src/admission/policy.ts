@@ -6,9 +6,9 @@ import client from 'prom-client';
 import { RollcallError } from '../domain/errors.js';
 import type { NodeRecord, Registration } from '../domain/node.js';
 import type { AdmissionCheck, AdmissionContext, Registry } from '../engine/registry.js';
-import { metricOnce } from '../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../metrics.js';
 import type { NamespaceQuotas, PolicyStore, PolicyVersion, WriteQuota } from '../store/store.js';
-import { ANONYMOUS, type AuditLog } from '../security/audit.js';
+import { ANONYMOUS, AUDIT_TEXT_WIDTHS, fitText, type AuditLog } from '../security/audit.js';
 import { QuotaBook } from './quotas.js';
 
 /** Longest policy source accepted. */
@@ -61,6 +61,8 @@ function toCel(value: unknown): unknown {
 
 export interface NamespaceAdmissionOptions {
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   store: PolicyStore;
   audit: AuditLog;
   logger: Logger;
@@ -85,9 +87,9 @@ export class NamespaceAdmission implements AdmissionCheck {
     this.now = options.now ?? Date.now;
     this.log = options.logger.child({ component: 'admission' });
     this.quotas = new QuotaBook(options.registry.view);
-    const registers = [options.registry.metrics.registry];
+    const registers = [options.metrics];
     this.policyDenials = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_policy_denials_total',
       () =>
         new client.Counter({
@@ -98,7 +100,7 @@ export class NamespaceAdmission implements AdmissionCheck {
         }),
     );
     this.quotaDenials = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_quota_denials_total',
       () => new client.Counter({ name: 'rollcall_quota_denials_total', help: "Registrations refused because the namespace's quota was reached.", labelNames: ['namespace'], registers }),
     );
@@ -217,7 +219,8 @@ export class NamespaceAdmission implements AdmissionCheck {
       }
       throw error;
     }
-    const saved = await this.options.store.savePolicy(namespace, expression, actor, this.now());
+    // created_by holds an actor as the audit log does: cut to its column, never a failed save.
+    const saved = await this.options.store.savePolicy(namespace, expression, fitText(actor, AUDIT_TEXT_WIDTHS.actor), this.now());
     const known = this.current.get(namespace);
     if (!known || known.version < saved.version) this.current.set(namespace, saved);
     this.options.audit.record({ actor, action: 'policy.update', namespace, decision: 'allowed', reason: null, details: { policy_version: saved.version } });
@@ -225,7 +228,7 @@ export class NamespaceAdmission implements AdmissionCheck {
   }
 
   async putQuotas(quotas: Pick<NamespaceQuotas, 'namespace' | 'max_nodes' | 'max_nodes_per_type'>, actor: string): Promise<NamespaceQuotas> {
-    const saved = await this.options.store.putQuotas({ ...quotas, updated_by: actor }, this.now());
+    const saved = await this.options.store.putQuotas({ ...quotas, updated_by: fitText(actor, AUDIT_TEXT_WIDTHS.actor) }, this.now());
     this.quotas.set(saved);
     this.options.audit.record({
       actor,

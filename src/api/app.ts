@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { LIMITS } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
 import type { ApiKeyStore, ProfileStore, StoreConnection } from '../store/store.js';
+import type { MetricsRegistry } from '../metrics.js';
 import { PACKAGE } from '../version.js';
 import type { ApiKeyRing } from '../security/api-keys.js';
 import { assertNodeWriteDeclared, installAuth, type AuthOptions } from './auth.js';
@@ -30,6 +31,8 @@ export interface AppOptions {
   registry: Registry;
   /** The store roles the routes read and write beside the registry: profiles, API keys, the /health ping. */
   store: ProfileStore & ApiKeyStore & StoreConnection;
+  /** The server's metrics registry (served at /metrics), handed in by the composition root. */
+  metrics: MetricsRegistry;
   logger: Logger;
   registryId: string;
   defaultNamespace: string;
@@ -128,17 +131,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => assertNodeWriteDeclared(route));
   if (options.auth) {
     // Before any route: the rate limiter attaches itself to the routes declared after it.
-    await installAuth(app, { ...options.auth, metrics: options.registry.metrics.registry, ...(options.audit ? { audit: options.audit } : {}) });
+    await installAuth(app, { ...options.auth, metrics: options.metrics, ...(options.audit ? { audit: options.audit } : {}) });
     apiKeyRoutes(app, { store: options.store, keys: options.auth.keys, defaultNamespace: options.defaultNamespace });
   }
   // The one intake seam of every door that writes nodes: signatures checked, written as their writer.
   const nodes = new NodeEvents({ registry: options.registry, verifier: options.introspectionVerifier });
   nodeRoutes(app, { registry: options.registry, profiles: options.store, nodes, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
   eventRoutes(app, { nodes, defaultNamespace: options.defaultNamespace, defaultLeaseTtlMs: options.defaultLeaseTtlMs });
-  topologyRoutes(app, options.registry, { ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
+  topologyRoutes(app, options.registry, { metrics: options.metrics, ...(options.sseMaxBufferBytes === undefined ? {} : { sseMaxBufferBytes: options.sseMaxBufferBytes }) });
   await app.register(consulRoutes, {
     registry: options.registry,
     nodes,
+    metrics: options.metrics,
     agentNode: options.registryId,
     defaultNamespace: options.defaultNamespace,
     defaultLeaseTtlMs: options.defaultLeaseTtlMs,
@@ -148,12 +152,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   identityRoutes(app, {
     identity: options.identity ?? null,
     defaultNamespace: options.defaultNamespace,
-    metrics: options.registry.metrics.registry,
+    metrics: options.metrics,
     ...(options.audit ? { audit: options.audit } : {}),
   });
   opsRoutes(app, {
     registry: options.registry,
     store: options.store,
+    metrics: options.metrics,
     registryId: options.registryId,
     storeTarget: options.storeTarget,
     startedAt: options.startedAt ?? Date.now(),

@@ -20,6 +20,8 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   VALIDATION_FAILED: 'The request is not valid',
   MALFORMED_JSON: 'The body is not valid JSON',
   REQUEST_TIMEOUT: 'The request took too long to arrive',
+  MALFORMED_REQUEST: 'The request is not well-formed HTTP',
+  HEADERS_TOO_LARGE: 'The request headers are too large',
   PAYLOAD_TOO_LARGE: 'The body is too large',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported content type',
   NODE_NOT_FOUND: 'No such node',
@@ -113,24 +115,32 @@ export function sendFrameworkProblem(error: FastifyError, request: FastifyReques
 }
 
 /**
- * Fastify's `clientErrorHandler`, for what fails before a request reaches a route: a request whose
- * headers and body did not arrive within requestTimeoutMs gets a 408 problem document; malformed
- * HTTP gets Node's own bare 400 (431 for oversized headers). The connection is closed either way.
+ * Fastify's `clientErrorHandler`, for what fails before a request reaches a route, answered with a
+ * problem document: a request whose headers and body did not arrive within requestTimeoutMs (408
+ * REQUEST_TIMEOUT), headers past Node's maxHeaderSize (431 HEADERS_TOO_LARGE), and any other HTTP
+ * Node's parser refuses (400 MALFORMED_REQUEST). The connection is closed either way.
  */
 export function sendClientErrorProblem(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   // A response already under way cannot be replaced by another.
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && inFlight?.headersSent !== true) {
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      const body = JSON.stringify(problemOf(new RollcallError('REQUEST_TIMEOUT', "The request's headers and body did not arrive in time; the connection is closed."), ''));
-      socket.write(`HTTP/1.1 408 ${STATUS_CODES[408]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    } else {
-      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
-    }
+    const problem = problemOf(clientErrorOf(error), '');
+    const body = JSON.stringify(problem);
+    socket.write(
+      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
   socket.destroy(error);
+}
+
+/** The problem of a client error: by Node's code (ERR_HTTP_REQUEST_TIMEOUT, HPE_HEADER_OVERFLOW, other HPE_* of llhttp). */
+function clientErrorOf(error: Error & { code?: string }): RollcallError {
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new RollcallError('REQUEST_TIMEOUT', "The request's headers and body did not arrive in time; the connection is closed.");
+  if (error.code === 'HPE_HEADER_OVERFLOW') return new RollcallError('HEADERS_TOO_LARGE', 'The request headers are larger than the server takes; the connection is closed.');
+  // The parser's reason (Invalid method, Invalid header value char, …) says what; the code says which.
+  const reason = 'reason' in error && typeof error.reason === 'string' ? error.reason : error.message;
+  return new RollcallError('MALFORMED_REQUEST', `The request is not well-formed HTTP (${reason}); the connection is closed.`, error.code ? { details: { parser_code: error.code } } : {});
 }
 
 export function installProblemHandlers(app: FastifyInstance): void {

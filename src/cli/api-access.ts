@@ -2,7 +2,7 @@
 // ROLLCALL_API_KEY) on every command that talks to a server, and one call that turns the
 // registry's problem answers into RollcallErrors by code.
 import { Option, type Command } from 'commander';
-import { ERROR_CODES, RollcallError, type ErrorCode } from '../domain/errors.js';
+import { requestJson } from '../client/rollcall-client.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:9205';
 
@@ -36,35 +36,11 @@ export function serverOf(options: ServerOptions): ServerAccess {
   return { url: namedUrl(options) ?? DEFAULT_URL, ...(options.apiKey ? { apiKey: options.apiKey } : {}) };
 }
 
-/** One JSON request; a refusal becomes a RollcallError with the registry's code and detail. */
-export async function callApi<T>(server: ServerAccess, method: string, path: string, body?: unknown): Promise<T> {
-  const base = server.url.replace(/\/+$/, '');
-  let response: Response;
-  try {
-    response = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        accept: 'application/json',
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(server.apiKey ? { authorization: `Bearer ${server.apiKey}` } : {}),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (cause) {
-    throw new RollcallError('REGISTRY_UNAVAILABLE', `Cannot reach the registry at ${base}: ${(cause as Error).message}`, { cause });
-  }
-  const text = await response.text();
-  let parsed: unknown = null;
-  try {
-    parsed = text.length > 0 ? JSON.parse(text) : null;
-  } catch {
-    parsed = null;
-  }
-  if (!response.ok) {
-    const problem = (parsed ?? {}) as { code?: string; detail?: string; details?: Record<string, unknown> };
-    const code: ErrorCode = problem.code !== undefined && problem.code in ERROR_CODES ? (problem.code as ErrorCode) : response.status >= 500 ? 'REGISTRY_UNAVAILABLE' : 'INTERNAL';
-    throw new RollcallError(code, problem.detail ?? `${method} ${path} answered ${response.status}`, problem.details ? { details: problem.details } : {});
-  }
-  return parsed as T;
+/** One JSON request; a refusal becomes a RollcallError with the registry's code and detail (as the client SDK's). */
+export function callApi<T>(server: ServerAccess, method: string, path: string, body?: unknown): Promise<T> {
+  return requestJson<T>(server.url.replace(/\/+$/, ''), method, path, {
+    headers: server.apiKey ? { authorization: `Bearer ${server.apiKey}` } : {},
+    body,
+    timeoutMs: 10_000,
+  });
 }

@@ -50,6 +50,39 @@ export interface ClientOptions {
   apiKey?: string;
 }
 
+/**
+ * One JSON request to a registry's API (the client's and the CLI's): an unreachable registry is
+ * REGISTRY_UNAVAILABLE, and a refusal's problem answer becomes a RollcallError with its code, detail and
+ * details (REGISTRY_UNAVAILABLE or INTERNAL, by status, when the code is none of ours).
+ */
+export async function requestJson<T>(baseUrl: string, method: string, path: string, options: { headers?: Record<string, string>; body?: unknown; timeoutMs: number }): Promise<T> {
+  const { body } = options;
+  let response: Response;
+  try {
+    response = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: { ...options.headers, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+  } catch (cause) {
+    throw new RollcallError('REGISTRY_UNAVAILABLE', `Cannot reach the registry at ${baseUrl}: ${(cause as Error).message}`, { cause });
+  }
+  const text = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text.length > 0 ? JSON.parse(text) : null;
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) {
+    const problem = (parsed ?? {}) as { code?: string; detail?: string; details?: Record<string, unknown> };
+    const code: ErrorCode = problem.code !== undefined && problem.code in ERROR_CODES ? (problem.code as ErrorCode) : response.status >= 500 ? 'REGISTRY_UNAVAILABLE' : 'INTERNAL';
+    throw new RollcallError(code, problem.detail ?? `${method} ${path} answered ${response.status}`, problem.details ? { details: problem.details } : {});
+  }
+  return parsed as T;
+}
+
 export class RollcallClient {
   readonly baseUrl: string;
   private readonly timeoutMs: number;
@@ -61,31 +94,8 @@ export class RollcallClient {
     this.authorization = options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` };
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
-    let response: Response;
-    try {
-      response = await fetch(`${this.baseUrl}${path}`, {
-        method,
-        headers: { ...this.authorization, accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (cause) {
-      throw new RollcallError('REGISTRY_UNAVAILABLE', `Cannot reach the registry at ${this.baseUrl}: ${(cause as Error).message}`, { cause });
-    }
-    const text = await response.text();
-    let parsed: unknown = null;
-    try {
-      parsed = text.length > 0 ? JSON.parse(text) : null;
-    } catch {
-      parsed = null;
-    }
-    if (!response.ok) {
-      const problem = (parsed ?? {}) as { code?: string; detail?: string; details?: Record<string, unknown> };
-      const code: ErrorCode = problem.code !== undefined && problem.code in ERROR_CODES ? (problem.code as ErrorCode) : response.status >= 500 ? 'REGISTRY_UNAVAILABLE' : 'INTERNAL';
-      throw new RollcallError(code, problem.detail ?? `${method} ${path} answered ${response.status}`, problem.details ? { details: problem.details } : {});
-    }
-    return parsed as T;
+  private request<T>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+    return requestJson<T>(this.baseUrl, method, path, { headers: this.authorization, body, timeoutMs });
   }
 
   register(body: DagiRegistration): Promise<RegisterResponse> {

@@ -5,6 +5,10 @@ export const ERROR_CODES = {
   MALFORMED_JSON: 400,
   /** The request's headers and body did not arrive within requestTimeoutMs; the connection is closed. */
   REQUEST_TIMEOUT: 408,
+  /** The request line, a header or the framing is not HTTP Node's parser accepts; the connection is closed. */
+  MALFORMED_REQUEST: 400,
+  /** The request's headers are larger than the server takes (Node's maxHeaderSize); the connection is closed. */
+  HEADERS_TOO_LARGE: 431,
   MALFORMED_EVENT: 400,
   UNKNOWN_EVENT_TYPE: 400,
   EVENT_TOO_LARGE: 413,

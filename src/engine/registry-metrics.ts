@@ -1,8 +1,9 @@
-// The registry's Prometheus metrics, one registry of them per engine so tests and instances don't share.
+// The engine's Prometheus metrics, recorded into the registry the composition root hands in.
 import client from 'prom-client';
 
 export class RegistryMetrics {
-  readonly registry = new client.Registry();
+  /** The server's metrics registry (every component's metrics, served at /metrics). */
+  readonly registry: client.Registry;
   readonly registrations: client.Counter<'outcome'>;
   readonly registrationsSucceeded: client.Counter;
   readonly registrationsFailed: client.Counter<'code'>;
@@ -14,8 +15,9 @@ export class RegistryMetrics {
   readonly nodes: client.Gauge<'status'>;
   readonly topologyVersion: client.Gauge;
 
-  constructor(collect: { nodesByStatus: () => Record<string, number>; version: () => number }) {
-    const registers = [this.registry];
+  constructor(registry: client.Registry, collect: { nodesByStatus: () => Record<string, number>; version: () => number }) {
+    this.registry = registry;
+    const registers = [registry];
     this.registrations = new client.Counter({
       name: 'rollcall_registrations_total',
       help: 'Registrations received, by outcome (added, updated, unchanged, rejected, failed).',
@@ -56,6 +58,5 @@ export class RegistryMetrics {
         this.set(collect.version());
       },
     });
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'rollcall_' });
   }
 }

@@ -16,6 +16,7 @@ import { Leases } from './leases.js';
 import { LiveView, type NodeQuery } from './live-view.js';
 import { RegistryMetrics } from './registry-metrics.js';
 import { ViewTail } from './view-tail.js';
+import { createMetricsRegistry, type MetricsRegistry } from '../metrics.js';
 import { WriteHealth } from './write-health.js';
 import { WriteQueue } from './write-queue.js';
 import { SagaGate, type WriteSaga } from './write-saga.js';
@@ -46,6 +47,8 @@ export interface RegistryOptions {
   writeConcurrency: number;
   /** A backend written before the store (atomic Consul mode); also settable later with useSaga(). */
   saga?: WriteSaga;
+  /** The server's metrics registry (the composition root's); a fresh one when omitted. */
+  metrics?: MetricsRegistry;
   /** How long a write's outcome tells /health whether writes go through before they are probed (default 5 s). */
   writeCheckIntervalMs?: number;
   /** What time it is and when duties run (default: the system clock). */
@@ -105,7 +108,7 @@ export class Registry {
     const { store } = options;
     this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ component: 'engine' });
-    this.metrics = new RegistryMetrics({ nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
+    this.metrics = new RegistryMetrics(options.metrics ?? createMetricsRegistry(), { nodesByStatus: () => this.view.countByStatus(), version: () => this.view.version });
     this.writeHealth = new WriteHealth({ probe: () => this.probeWrites(), freshForMs: options.writeCheckIntervalMs ?? 5000, now: () => this.clock.now() });
     this.queue = new WriteQueue(
       (writes) => this.commit(writes),

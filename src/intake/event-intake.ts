@@ -17,13 +17,15 @@ import { assertStorableText } from '../domain/storable-text.js';
 import type { RegistrationDefaults } from '../domain/node.js';
 import type { Envelope } from '../domain/schemas.js';
 import type { Registry } from '../engine/registry.js';
-import { metricOnce } from '../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../metrics.js';
 import type { IntrospectionVerifier } from '../security/introspection-verifier.js';
 import { NodeEvents, claimOf, nodeEventOf } from './node-events.js';
 
 export interface EventIntakeOptions {
   bus: EventBus;
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   /** The shared topics: those of every namespace without topics of its own. */
   topics: TopicNames;
   /** Namespaces with topics of their own (`{prefix}.ns.{namespace}.*`), consumed as well. */
@@ -79,19 +81,19 @@ export class EventIntake {
     this.asked = new LRUCache({ max: 10_000, ttl: 10_000 });
     this.log = options.logger.child({ component: 'event-intake' });
     this.layout = new TopicLayout(options.topics, options.namespaceTopics);
-    const registers = [options.registry.metrics.registry];
+    const registers = [options.metrics];
     this.events = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_bus_events_total',
       () => new client.Counter({ name: 'rollcall_bus_events_total', help: 'Events consumed from the bus, by event type and outcome.', labelNames: ['event_type', 'outcome'], registers }),
     );
     this.deadLetters = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_dead_letters_total',
       () => new client.Counter({ name: 'rollcall_dead_letters_total', help: 'Events sent to the dead-letter topic, by reason.', labelNames: ['reason'], registers }),
     );
     this.batchSize = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_bus_batch_size',
       () => new client.Histogram({ name: 'rollcall_bus_batch_size', help: 'Events per consumed batch.', buckets: [1, 10, 50, 100, 250, 500, 1000, 2500], registers }),
     );

@@ -11,7 +11,7 @@ import { EVENT_TYPES, envelope, namespaceTopicName, topologyDiff } from '../doma
 import type { JsonObject } from '../domain/json.js';
 import type { TopologyChange } from '../domain/node.js';
 import type { Registry } from '../engine/registry.js';
-import { metricOnce } from '../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../metrics.js';
 import { Alarm } from './alarm.js';
 
 export const RELAY_PROJECTION = 'topology-diff';
@@ -25,6 +25,8 @@ export const relayTopicProjection = (topic: string): string => `${RELAY_PROJECTI
 export interface TopologyDiffRelayOptions {
   bus: EventBus;
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   /** The shared diff topic (`{prefix}.topology-diff.v1`). */
   topic: string;
   /** Namespaces whose changes go to their own diff topic (`{prefix}.ns.{namespace}.topology-diff.v1`), and only there. */
@@ -68,15 +70,15 @@ export class TopologyDiffRelay {
   constructor(private readonly options: TopologyDiffRelayOptions) {
     this.log = options.logger.child({ component: 'topology-diff-relay' });
     this.ownTopics = new Map((options.namespaceTopics ?? []).map((namespace) => [namespace, namespaceTopicName(options.topic, namespace)]));
-    const registers = [options.registry.metrics.registry];
+    const registers = [options.metrics];
     this.publishedEvents = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_topology_diffs_published_total',
       () => new client.Counter({ name: 'rollcall_topology_diffs_published_total', help: 'TOPOLOGY_DIFF events published by this instance.', registers }),
     );
     const lagOf = (): number => (this.published < 0 ? 0 : Math.max(0, options.registry.view.version - this.published));
     this.lag = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_topology_diff_lag_versions',
       () =>
         new client.Gauge({
@@ -89,7 +91,7 @@ export class TopologyDiffRelay {
         }),
     );
     this.latency = metricOnce(
-      options.registry.metrics.registry,
+      options.metrics,
       'rollcall_topology_diff_publish_delay_seconds',
       () =>
         new client.Histogram({

@@ -13,6 +13,22 @@ export const AUDIT_DECISIONS = ['allowed', 'denied'] as const satisfies readonly
 /** Who a caller is when nothing better is known. */
 export const ANONYMOUS = 'anonymous';
 
+/**
+ * Widths in characters of the audit_log columns that hold text from outside (005_policy_audit.sql);
+ * an actor is also what namespace_policies.created_by and namespace_quotas.updated_by hold (255).
+ */
+export const AUDIT_TEXT_WIDTHS = { actor: 255, action: 64, namespace: 63, node_id: 255 } as const;
+
+/**
+ * `text` cut to `width` characters (code points, as VARCHAR counts them: no pair is split), its last one
+ * '…' when cut. A JWT subject, a key name or a claimed node id may be of any length.
+ */
+export function fitText(text: string, width: number): string {
+  if (text.length <= width) return text;
+  const points = Array.from(text);
+  return points.length <= width ? text : `${points.slice(0, width - 1).join('')}\u2026`;
+}
+
 export interface AuditRecord {
   /** A credential id, 'anonymous', 'node:<id>' or 'system'. */
   actor: string;
@@ -97,7 +113,7 @@ export class AuditLog {
     const nowMs = this.now();
     // Text the store cannot hold (from a credential's claims, say) is replaced, never refused: one
     // such entry would otherwise fail every flush, and hold back every entry recorded after it.
-    const entry: AuditEntry = toStorableText({
+    const storable: AuditEntry = toStorableText({
       occurred_at: new Date(nowMs).toISOString(),
       actor: record.actor,
       action: record.action,
@@ -107,6 +123,8 @@ export class AuditLog {
       reason: record.reason ?? null,
       details: record.details ?? {},
     });
+    // Text longer than its column is cut to fit, never refused, for the same reason; details say so.
+    const entry = fitColumns(storable);
     const key = record.coalesceKey;
     if (key !== undefined) {
       this.closeWindows(nowMs);
@@ -190,4 +208,19 @@ export class AuditLog {
     this.closeWindows(this.now(), true);
     await this.flush();
   }
+}
+
+/** `entry` with actor, action, namespace and node_id cut to their columns; `details.truncated` has their lengths before. */
+function fitColumns(entry: AuditEntry): AuditEntry {
+  const truncated: Record<string, number> = {};
+  const fitted = { ...entry };
+  for (const field of Object.keys(AUDIT_TEXT_WIDTHS) as (keyof typeof AUDIT_TEXT_WIDTHS)[]) {
+    const text = entry[field];
+    if (text === null) continue;
+    const fit = fitText(text, AUDIT_TEXT_WIDTHS[field]);
+    if (fit === text) continue;
+    truncated[field] = Array.from(text).length;
+    fitted[field] = fit;
+  }
+  return Object.keys(truncated).length === 0 ? entry : { ...fitted, details: { ...entry.details, truncated } };
 }

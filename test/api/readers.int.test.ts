@@ -304,6 +304,25 @@ describe('slow senders', () => {
     assert.ok(elapsedMs < cutWithinMs, `cut after ${elapsedMs} ms`);
   });
 
+  it('answers malformed HTTP with a problem document and a stable code, then closes the connection', async () => {
+    const cases = [
+      { what: 'headers past the limit', request: `GET /health HTTP/1.1\r\nHost: rollcall\r\nX-Big: ${'b'.repeat(64 * 1024)}\r\n\r\n`, status: 431, code: 'HEADERS_TOO_LARGE' },
+      { what: 'a bad request line', request: 'NOT AN HTTP REQUEST\r\n\r\n', status: 400, code: 'MALFORMED_REQUEST' },
+      { what: 'a control character in a header name', request: 'GET /health HTTP/1.1\r\nHost: rollcall\r\nBad\u0001Name: v\r\n\r\n', status: 400, code: 'MALFORMED_REQUEST' },
+      { what: 'a bad Content-Length', request: 'POST /api/v1/nodes/register HTTP/1.1\r\nHost: rollcall\r\nContent-Length: ten\r\n\r\n', status: 400, code: 'MALFORMED_REQUEST' },
+    ];
+    for (const { what, request, status, code } of cases) {
+      const connection = await rawConnection(t.url);
+      connection.socket.write(request);
+      await connection.closed;
+      const response = connection.received();
+      assert.match(response, new RegExp(`^HTTP/1\\.1 ${status} `), what);
+      assert.match(response, /content-type: application\/problem\+json/i, what);
+      const problem = JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as { code: string; status: number };
+      assert.deepEqual([problem.status, problem.code], [status, code], what);
+    }
+  });
+
   it('lets long-polls and event streams answer for longer than the request timeout', async () => {
     const since = await version(t.url);
     const started = Date.now();

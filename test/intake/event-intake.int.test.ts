@@ -43,6 +43,7 @@ describe('event intake acknowledgement', () => {
     const intake = new EventIntake({
       bus,
       registry: t.server.registry,
+      metrics: t.server.metrics,
       topics,
       group: 'flaky-registry',
       registryId: 'flaky',

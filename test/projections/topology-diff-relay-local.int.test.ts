@@ -101,7 +101,16 @@ describe('topology-diff relay on the in-process bus', () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => client.introspect({ node_id: `sized-${i}`, node_type: 'worker', capabilities: { padding }, reason: 'startup' })));
     const to = t.server.registry.view.version;
     // Not local: it relays from the position kept in the store (none yet), so from the first version.
-    const relay = new TopologyDiffRelay({ bus, registry: t.server.registry, topic: 'sized.topology-diff', registryId: 'relay-test', logger: testLogger, maxEventBytes: limit, standbyPollMs: 50 });
+    const relay = new TopologyDiffRelay({
+      bus,
+      registry: t.server.registry,
+      metrics: t.server.metrics,
+      topic: 'sized.topology-diff',
+      registryId: 'relay-test',
+      logger: testLogger,
+      maxEventBytes: limit,
+      standbyPollMs: 50,
+    });
     relay.start();
     try {
       await pollUntil(

@@ -58,7 +58,16 @@ describe('topology-diff relay with namespace topics', () => {
     const bus = new FlakyTopicBus(betaTopic, 2);
     const seen: BusMessage[] = [];
     const reader = await bus.subscribe({ group: 'reader', topics: [topics.topologyDiff, betaTopic], start: 'earliest', handler: async (batch) => void seen.push(...batch) });
-    const relay = new TopologyDiffRelay({ bus, registry: t.server.registry, topic: topics.topologyDiff, namespaceTopics: ['beta'], registryId: 'relay-test', logger: testLogger, standbyPollMs: 50 });
+    const relay = new TopologyDiffRelay({
+      bus,
+      registry: t.server.registry,
+      metrics: t.server.metrics,
+      topic: topics.topologyDiff,
+      namespaceTopics: ['beta'],
+      registryId: 'relay-test',
+      logger: testLogger,
+      standbyPollMs: 50,
+    });
     relay.start();
     try {
       await pollUntil(

@@ -88,6 +88,24 @@ describe('audit log', () => {
     assert.deepEqual(entries[1]?.details, { ['k\uFFFD']: ['\uFFFD'] });
   });
 
+  it('writes an entry whose actor or node id is longer than its column, cut to fit, and every entry after it', async () => {
+    const audit = t.server.audit;
+    // A JWT subject, an API key name or a claimed node id of any length reaches the audit log as it came.
+    const actor = `jwt:${'s'.repeat(1000)}`;
+    const nodeId = `n${'\u{1F600}'.repeat(400)}`;
+    audit.record({ actor, action: 'auth.denied', namespace: 'aud-long', node_id: nodeId, decision: 'denied', reason: 'unknown subject' });
+    audit.record({ actor: 'x'.repeat(255), action: 'auth.denied', namespace: 'aud-long', decision: 'denied' });
+    audit.record({ actor: 'key-after-long', action: 'auth.denied', namespace: 'aud-long', decision: 'denied' });
+    const entries = (await page('namespace=aud-long')).entries;
+    assert.deepEqual(
+      entries.map((entry) => entry.actor),
+      ['key-after-long', 'x'.repeat(255), `${actor.slice(0, 254)}\u2026`],
+    );
+    // Cut by characters, as the column counts them: no emoji is split in half.
+    assert.equal(entries[2]?.node_id, `n${'\u{1F600}'.repeat(253)}\u2026`);
+    assert.deepEqual(entries[2]?.details, { truncated: { actor: 1004, node_id: 401 } });
+  });
+
   it('writes every recorded denial before a clean stop', async () => {
     assert.ok(t.database, 'this test restarts on the same PostgreSQL database');
     const denied = await json(`${t.url}/api/v1/namespaces/aud-stop/quotas`, { method: 'PUT', body: { max_nodes: 0 } });

@@ -127,6 +127,7 @@ describe('signed introspection attacks', () => {
     const intake = new EventIntake({
       bus,
       registry: t.server.registry,
+      metrics: t.server.metrics,
       topics,
       group: 'signed-registry',
       registryId: 'signed',

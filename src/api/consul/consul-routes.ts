@@ -11,6 +11,7 @@ import { nodeKey, type NodeRecord } from '../../domain/node.js';
 import { NAMESPACE_PATTERN } from '../../domain/schemas.js';
 import type { Registry } from '../../engine/registry.js';
 import type { NodeEvents } from '../../intake/node-events.js';
+import type { MetricsRegistry } from '../../metrics.js';
 import {
   CHECK_STATUSES,
   agentServiceOf,
@@ -39,6 +40,8 @@ export interface ConsulRouteOptions {
   registry: Registry;
   /** The agent writes (service register and deregister, check updates) go through the intake seam, as their writer. */
   nodes: NodeEvents;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   /** Node name of this instance as a Consul agent. */
   agentNode: string;
   defaultNamespace: string;
@@ -157,7 +160,7 @@ export async function consulRoutes(app: FastifyInstance, options: ConsulRouteOpt
     }
   });
 
-  const indexes = new ConsulIndex(registry.view, { metrics: registry.metrics.registry });
+  const indexes = new ConsulIndex(registry.view, { metrics: options.metrics });
   app.addHook('onClose', (_instance, done) => {
     indexes.close();
     done();

@@ -2,12 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from '../../engine/registry.js';
 import type { StoreConnection } from '../../store/store.js';
+import type { MetricsRegistry } from '../../metrics.js';
 import { PACKAGE } from '../../version.js';
 
 export interface OpsRouteOptions {
   registry: Registry;
   /** The database /health pings. */
   store: StoreConnection;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   registryId: string;
   /** Where the data lives, with any password masked. */
   storeTarget: string;
@@ -85,7 +88,7 @@ export function opsRoutes(app: FastifyInstance, options: OpsRouteOptions): void 
   });
 
   app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics.' } }, async (_request, reply) => {
-    const text = await registry.metrics.registry.metrics();
-    return reply.type(registry.metrics.registry.contentType).send(text);
+    const text = await options.metrics.metrics();
+    return reply.type(options.metrics.contentType).send(text);
   });
 }

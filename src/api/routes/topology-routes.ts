@@ -6,7 +6,7 @@ import client from 'prom-client';
 import { RollcallError } from '../../domain/errors.js';
 import type { TopologyChange } from '../../domain/node.js';
 import type { Registry } from '../../engine/registry.js';
-import { metricOnce } from '../../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../../metrics.js';
 import { problemOf } from '../problem.js';
 import * as params from '../query-params.js';
 import { presentNode } from './node-routes.js';
@@ -19,6 +19,8 @@ const WATCHER_KINDS = ['long_poll', 'stream'] as const;
 type WatcherKind = (typeof WATCHER_KINDS)[number];
 
 export interface TopologyRouteOptions {
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   /** An event stream whose reader is this many bytes behind is closed (sseMaxBufferBytes); default 4 MiB. */
   sseMaxBufferBytes?: number;
 }
@@ -38,11 +40,11 @@ function presentChange(change: TopologyChange): TopologyChange {
   return { ...change, node: presentNode(change.node) };
 }
 
-export function topologyRoutes(app: FastifyInstance, registry: Registry, options: TopologyRouteOptions = {}): void {
+export function topologyRoutes(app: FastifyInstance, registry: Registry, options: TopologyRouteOptions): void {
   const maxBufferBytes = options.sseMaxBufferBytes ?? 4 * 1024 * 1024;
-  const registers = [registry.metrics.registry];
+  const registers = [options.metrics];
   const watcherGauge = metricOnce(
-    registry.metrics.registry,
+    options.metrics,
     'rollcall_topology_watchers',
     () =>
       new client.Gauge({
@@ -53,7 +55,7 @@ export function topologyRoutes(app: FastifyInstance, registry: Registry, options
       }),
   );
   const droppedStreams = metricOnce(
-    registry.metrics.registry,
+    options.metrics,
     'rollcall_sse_streams_dropped_total',
     () =>
       new client.Counter({

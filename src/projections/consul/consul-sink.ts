@@ -19,7 +19,7 @@ import client from 'prom-client';
 import { RollcallError } from '../../domain/errors.js';
 import { DEFAULT_NAMESPACE, nodeKey, type NodeRecord } from '../../domain/node.js';
 import type { Registry } from '../../engine/registry.js';
-import { metricOnce } from '../../metrics.js';
+import { metricOnce, type MetricsRegistry } from '../../metrics.js';
 import type { Compensation, WriteSaga } from '../../engine/write-saga.js';
 import type { NodeWrite } from '../../store/store.js';
 import { Alarm } from '../alarm.js';
@@ -40,6 +40,8 @@ import {
 
 export interface ConsulSinkOptions {
   registry: Registry;
+  /** The server's metrics registry, handed in by the composition root. */
+  metrics: MetricsRegistry;
   client: ConsulClient;
   logger: Logger;
   mapping: ServiceMapping;
@@ -114,7 +116,7 @@ export class ConsulSink implements WriteSaga {
 
   constructor(private readonly options: ConsulSinkOptions) {
     this.log = options.logger.child({ component: 'consul-sink' });
-    const metrics = options.registry.metrics.registry;
+    const metrics = options.metrics;
     const registers = [metrics];
     this.breaker = new BackendBreaker({
       backend: 'consul',
