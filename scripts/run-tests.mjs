@@ -56,7 +56,12 @@ if (files.some((file) => tierOf(file) === 'e2e') && process.env.ROLLCALL_SKIP_BU
 // touching what other runs on the same servers own.
 const runTag = randomBytes(3).toString('hex');
 const runDir = mkdtempSync(join(tmpdir(), `rollcall-test-run-${runTag}-`));
-mkdirSync(join(runDir, 'tsx-cache'));
+// tsx keeps its transform cache in TMPDIR (tsx-<uid>); each file's TMPDIR links to the one tsx uses by
+// default, which outlives runs: compiling every module afresh costs each file seconds. Entries are
+// keyed by content, so a changed file is compiled again.
+const tsxCacheName = `tsx-${process.getuid?.() ?? 0}`;
+const tsxCache = join(tmpdir(), tsxCacheName);
+mkdirSync(tsxCache, { recursive: true, mode: 0o700 });
 const problems = [];
 const active = new Set();
 let filesFailedWhole = 0;
@@ -112,9 +117,8 @@ function runFile(file, index) {
   return new Promise((resolve) => {
     const tmp = join(runDir, `f${index}`);
     mkdirSync(tmp);
-    // tsx keeps its transform cache in TMPDIR: one cache for the whole run, outside the check.
-    const tsxCache = `tsx-${process.getuid?.() ?? 0}`;
-    symlinkSync(join(runDir, 'tsx-cache'), join(tmp, tsxCache));
+    // tsx's transform cache, outside the check (see tsxCache).
+    symlinkSync(tsxCache, join(tmp, tsxCacheName));
     const tap = join(runDir, `f${index}.tap`);
     const started = Date.now();
     const child = spawn(
@@ -134,7 +138,8 @@ function runFile(file, index) {
       {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, TMPDIR: tmp, TEST_RUN_TAG: runTag, ROLLCALL_LOG_LEVEL: process.env.ROLLCALL_LOG_LEVEL ?? 'silent' },
+        // TEST_RUN_DIR holds what the run's files share: the migrated PGlite template (test/support/pglite.ts).
+        env: { ...process.env, TMPDIR: tmp, TEST_RUN_TAG: runTag, TEST_RUN_DIR: runDir, ROLLCALL_LOG_LEVEL: process.env.ROLLCALL_LOG_LEVEL ?? 'silent' },
       },
     );
     active.add(child.pid);
@@ -162,7 +167,7 @@ function runFile(file, index) {
         fileProblems.push(`left processes running (killed now):\n${left.join('\n')}`);
         killGroup(child.pid);
       }
-      const leftFiles = readdirSync(tmp).filter((name) => name !== tsxCache);
+      const leftFiles = readdirSync(tmp).filter((name) => name !== tsxCacheName);
       if (leftFiles.length > 0) fileProblems.push(`left temporary files in TMPDIR: ${leftFiles.slice(0, 10).join(', ')}`);
       process.stdout.write(`\n=== ${file} (${seconds} s)\n${output}`);
       for (const problem of fileProblems) {
@@ -219,9 +224,12 @@ for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     // gone meanwhile
   }
 }
-const leftovers = spawnSync(process.execPath, ['--import', 'tsx', 'test/support/leftovers.ts', runTag], { encoding: 'utf8', env: process.env });
-if (leftovers.status !== 0) problems.push(`could not check for leftover databases and topics: ${leftovers.stderr.trim()}`);
-for (const line of leftovers.stdout.split('\n').filter(Boolean)) problems.push(`left behind (removed now): ${line}`);
+// Unit tests use neither PostgreSQL nor Kafka (the unit tier runs without them), so there is nothing to look for.
+if (files.some((file) => tierOf(file) !== 'unit')) {
+  const leftovers = spawnSync(process.execPath, ['--import', 'tsx', 'test/support/leftovers.ts', runTag], { encoding: 'utf8', env: process.env });
+  if (leftovers.status !== 0) problems.push(`could not check for leftover databases and topics: ${leftovers.stderr.trim()}`);
+  for (const line of leftovers.stdout.split('\n').filter(Boolean)) problems.push(`left behind (removed now): ${line}`);
+}
 rmSync(runDir, { recursive: true, force: true });
 
 const seconds = ((Date.now() - startedAt) / 1000).toFixed(0);

@@ -13,7 +13,7 @@ import { DEFAULT_TOPIC_PREFIX, EVENT_TYPES, envelope, topicNames } from '../../s
 import type { Envelope } from '../../src/domain/schemas.js';
 import { testLogger } from '../support/logger.js';
 import { waitFor } from '../support/processes.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { serverForSuite, startTestServer, type TestServer } from '../support/server.js';
 import { RecordingTransport } from '../support/recording-transport.js';
 
 /** A node's state the way a typical service reports it (the seeds' orchestrator example). */
@@ -352,13 +352,7 @@ describe('NodeAgent over the event bus', () => {
 });
 
 describe("NodeAgent and TopologyFollower on the registry's own event plane", () => {
-  let t: TestServer;
-  before(async () => {
-    t = await startTestServer({ store: 'pglite', config: { dataDir: 'memory://' } });
-  });
-  after(async () => {
-    await t.close();
-  });
+  const t = serverForSuite({ store: 'pglite', config: { dataDir: 'memory://' } });
 
   it('registers through the intake, re-announces when the registry asks, and leaves; a follower sees it all', async () => {
     const { bus } = t.server;

@@ -16,9 +16,7 @@ import type { Envelope } from '../../src/domain/schemas.js';
 import { createApiKey } from '../../src/security/api-keys.js';
 import { initCaFiles } from '../../src/security/ca.js';
 import { signEnvelope, type SvidCredentials } from '../../src/security/signing.js';
-import { openStore } from '../../src/store/open-store.js';
 import { testLogger } from '../support/logger.js';
-import { createTestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
 import { json, startTestServer, type TestServer } from '../support/server.js';
 import { RecordingTransport } from '../support/recording-transport.js';
@@ -39,16 +37,16 @@ let dir: string;
 let t: TestServer;
 
 before(async () => {
-  const database = await createTestDatabase();
-  const store = await openStore({ kind: 'postgres', url: database.url });
-  await store.migrate();
-  keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' })).token;
-  keys.writer = (await createApiKey(store, { scope: 'nodes:write', namespace: 'default', name: 'agents' })).token;
-  keys.elsewhere = (await createApiKey(store, { scope: 'nodes:write', namespace: 'elsewhere', name: 'other-team' })).token;
-  await store.close();
   dir = await mkdtemp(join(tmpdir(), 'rollcall-signed-http-'));
   const { certFile, keyFile } = await initCaFiles(join(dir, 'ca'), 'fleet.test');
-  t = await startTestServer({ database, config: { caCertFile: certFile, caKeyFile: keyFile, trustDomain: 'fleet.test', signatureMode: 'enforce', rateLimitPerMinute: 1_000_000 } });
+  t = await startTestServer({
+    config: { caCertFile: certFile, caKeyFile: keyFile, trustDomain: 'fleet.test', signatureMode: 'enforce', rateLimitPerMinute: 1_000_000 },
+    seed: async (store) => {
+      keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' })).token;
+      keys.writer = (await createApiKey(store, { scope: 'nodes:write', namespace: 'default', name: 'agents' })).token;
+      keys.elsewhere = (await createApiKey(store, { scope: 'nodes:write', namespace: 'elsewhere', name: 'other-team' })).token;
+    },
+  });
 });
 after(async () => {
   await t.close();

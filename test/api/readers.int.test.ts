@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PATIENCE, pollUntil } from '../support/processes.js';
-import { json, startTestServer, type TestServer } from '../support/server.js';
+import { json, serverForSuite, startTestServer, type TestServer } from '../support/server.js';
 
 async function metric(url: string, name: string, labels = ''): Promise<number | null> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -180,14 +180,8 @@ describe('answered watchers leave nothing behind', () => {
 });
 
 describe('event streams honour backpressure', () => {
-  let t: TestServer;
   const maxBufferBytes = 256 * 1024;
-  before(async () => {
-    t = await startTestServer({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100, sseMaxBufferBytes: maxBufferBytes } });
-  });
-  after(async () => {
-    await t.close();
-  });
+  const t = serverForSuite({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100, sseMaxBufferBytes: maxBufferBytes } });
 
   it('closes the stream of a reader that stopped reading, counts it, and the reader resumes from Last-Event-ID without a gap', async () => {
     const start = await register(t.url, 'stream-seed');
@@ -257,16 +251,10 @@ describe('event streams honour backpressure', () => {
 });
 
 describe('slow senders', () => {
-  let t: TestServer;
   const requestTimeoutMs = 1_000;
   /** A slow sender is cut by then on a quiet machine (the timeout, then Node's check every 250 ms); TEST_PATIENCE times it on a busy one. */
   const cutWithinMs = 3_000 * PATIENCE;
-  before(async () => {
-    t = await startTestServer({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100, requestTimeoutMs } });
-  });
-  after(async () => {
-    await t.close();
-  });
+  const t = serverForSuite({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100, requestTimeoutMs } });
 
   /** Sends `head`, then `trickle` a byte every 100 ms; resolves when the server closes the connection. */
   async function trickled(head: string, trickle: string): Promise<{ response: string; elapsedMs: number }> {

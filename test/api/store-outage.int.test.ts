@@ -1,39 +1,21 @@
 // PostgreSQL going away and coming back, through a TCP proxy the test can cut: writes get a clear
 // 503, reads keep being served from memory, health says so, and everything resumes by itself.
 import { strict as assert } from 'node:assert';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { envelope } from '../../src/domain/events.js';
-import { CuttableProxy } from '../support/cuttable-proxy.js';
 import { KAFKA_BROKERS, requireKafka, testTopics } from '../support/kafka.js';
 import { testLogger } from '../support/logger.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
-import { json, startTestServer, type TestServer } from '../support/server.js';
+import { databaseOf, json, proxyOf, serverForSuite, startTestServer } from '../support/server.js';
 
 describe('store outage', () => {
-  let database: TestDatabase;
-  let proxy: CuttableProxy;
-  let t: TestServer;
-  before(async () => {
-    database = await createTestDatabase();
-    const target = new URL(database.url);
-    proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    await proxy.listen();
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
-    // The fallback tail runs with the sweep (every 30 s here): a prompt update must come from LISTEN.
-    t = await startTestServer({ database, config: { databaseUrl: viaProxy.toString(), sweepIntervalMs: 30_000, heartbeatFlushMs: 200 } });
-  });
-  after(async () => {
-    await proxy.listen();
-    await t.stop();
-    await proxy.cut();
-    await database.drop();
-  });
+  // The fallback tail runs with the sweep (every 30 s here): a prompt update must come from LISTEN.
+  const t = serverForSuite({ storeProxy: true, config: { sweepIntervalMs: 30_000, heartbeatFlushMs: 200 } });
 
   it('refuses writes with 503, keeps serving reads and heartbeats, and recovers by itself', async () => {
+    const proxy = proxyOf(t);
     const register = (nodeId: string) => json<{ code?: string; outcome?: string }>(`${t.url}/api/v1/nodes/register`, { body: { node_id: nodeId, hostname: 'h', role: 'outage' } });
     assert.equal((await register('before-outage')).status, 201);
 
@@ -62,7 +44,7 @@ describe('store outage', () => {
     await waitFor('health to recover', async () => ((await json(`${t.url}/health`)).status === 200 ? true : undefined), 15_000);
 
     // What was acknowledged is in the database; what was refused is not.
-    const direct = new pg.Client({ connectionString: database.url });
+    const direct = new pg.Client({ connectionString: databaseOf(t).url });
     await direct.connect();
     try {
       const rows = await direct.query<{ node_id: string }>(`SELECT node_id FROM node_registrations WHERE role = 'outage' ORDER BY node_id`);
@@ -88,7 +70,7 @@ describe('store outage', () => {
     assert.equal((await json<{ status: string }>(`${t.url}/api/v1/nodes/before-outage`)).body.status, 'online');
 
     // LISTEN was re-established on a new connection: a peer's write shows up within seconds.
-    const peer = await startTestServer({ database, config: { sweepIntervalMs: 30_000 } });
+    const peer = await startTestServer({ database: databaseOf(t), config: { sweepIntervalMs: 30_000 } });
     try {
       assert.equal((await json(`${peer.url}/api/v1/nodes/register`, { body: { node_id: 'from-peer', hostname: 'p', role: 'outage' } })).status, 201);
       await waitFor("the peer's write to reach this instance", async () => ((await json(`${t.url}/api/v1/nodes/from-peer`)).status === 200 ? true : undefined), 5000);
@@ -102,13 +84,8 @@ describe('store outage under the Kafka intake', () => {
   it('leaves events uncommitted while PostgreSQL is away and writes every one when it returns', async () => {
     await requireKafka();
     const { topics, config: kafka } = testTopics();
-    const database = await createTestDatabase();
-    const target = new URL(database.url);
-    const proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    await proxy.listen();
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
-    const t = await startTestServer({ database, config: { databaseUrl: viaProxy.toString(), ...kafka, sweepIntervalMs: 30_000, heartbeatFlushMs: 200 } });
+    const t = await startTestServer({ storeProxy: true, config: { ...kafka, sweepIntervalMs: 30_000, heartbeatFlushMs: 200 } });
+    const proxy = proxyOf(t);
     const bus = new KafkaBus({ brokers: KAFKA_BROKERS.split(','), clientId: 'outage-test', logger: testLogger });
     const announce = (nodeId: string) => ({ key: nodeId, value: JSON.stringify(envelope('NODE_INTROSPECTION', nodeId, { node_id: nodeId, node_type: 'outage' })) });
     const status = async (nodeId: string) => (await json(`${t.url}/api/v1/nodes/${nodeId}`)).status;
@@ -132,7 +109,7 @@ describe('store outage under the Kafka intake', () => {
         },
         30_000,
       );
-      const direct = new pg.Client({ connectionString: database.url });
+      const direct = new pg.Client({ connectionString: databaseOf(t).url });
       await direct.connect();
       try {
         const rows = await direct.query<{ count: string }>(`SELECT count(*) FROM node_registrations WHERE node_type = 'outage'`);
@@ -144,10 +121,7 @@ describe('store outage under the Kafka intake', () => {
       assert.equal(/rollcall_dead_letters_total\{/.test(await (await fetch(`${t.url}/metrics`)).text()), false);
     } finally {
       await bus.close();
-      await proxy.listen();
-      await t.stop();
-      await proxy.cut();
-      await database.drop();
+      await t.close();
     }
   });
 });

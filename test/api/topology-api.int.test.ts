@@ -6,7 +6,7 @@ import { DEFAULT_TOPIC_PREFIX, topicNames } from '../../src/domain/events.js';
 import { openStore } from '../../src/store/open-store.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
-import { json, startTestServer, type TestServer } from '../support/server.js';
+import { json, serverForSuite, startTestServer, type TestServer } from '../support/server.js';
 
 interface Change {
   version: number;
@@ -56,13 +56,7 @@ async function readEvents(url: string, headers: Record<string, string>, stop: (e
 }
 
 describe('topology readers', () => {
-  let t: TestServer;
-  before(async () => {
-    t = await startTestServer({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100 } });
-  });
-  after(async () => {
-    await t.close();
-  });
+  const t = serverForSuite({ config: { sweepIntervalMs: 100, heartbeatFlushMs: 100 } });
 
   it('serves a snapshot of online nodes with its version', async () => {
     await register(t.url, { node_id: 'snap-1', hostname: 'a', role: 'r' });

@@ -4,11 +4,10 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CuttableProxy } from '../support/cuttable-proxy.js';
+import type { CuttableProxy } from '../support/cuttable-proxy.js';
 import { FakeConsul, type Recorded } from '../support/fake-consul.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/processes.js';
-import { json, startTestServer, type TestServer } from '../support/server.js';
+import { databaseOf, json, proxyOf, startTestServer, type TestServer } from '../support/server.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -30,23 +29,15 @@ const isRegisterOf = (request: Recorded, id: string): boolean => request.path ==
 
 describe('consul atomic mode', () => {
   const consul = new FakeConsul();
-  let database: TestDatabase;
   let proxy: CuttableProxy;
   let direct: pg.Client;
   let t: TestServer;
 
   before(async () => {
     await consul.listen();
-    database = await createTestDatabase();
-    const target = new URL(database.url);
-    proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    await proxy.listen();
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
     t = await startTestServer({
-      database,
+      storeProxy: true,
       config: {
-        databaseUrl: viaProxy.toString(),
         consulAddr: consul.url,
         consulMode: 'atomic',
         consulReconcileIntervalMs: 60_000,
@@ -57,18 +48,16 @@ describe('consul atomic mode', () => {
         sweepIntervalMs: 30_000,
       },
     });
-    direct = new pg.Client({ connectionString: database.url });
+    proxy = proxyOf(t);
+    direct = new pg.Client({ connectionString: databaseOf(t).url });
     await direct.connect();
   });
   after(async () => {
     consul.beforeAnswer = null;
     consul.mode = 'ok';
-    await proxy.listen();
     await direct.end();
-    await t.stop();
-    await proxy.cut();
+    await t.close();
     await consul.close();
-    await database.drop();
   });
 
   const register = (body: Record<string, unknown>) => json<Problem>(`${t.url}/api/v1/nodes/register`, { body: { hostname: 'host-a', role: 'atomic', node_type: 'tool', ...body } });

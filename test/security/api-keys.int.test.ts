@@ -3,31 +3,22 @@
 // another, a burst above the rate limit) each get a problem document, a metric and no change.
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey } from '../../src/security/api-keys.js';
 import { openStore } from '../../src/store/open-store.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { json, startTestServer, type TestServer } from '../support/server.js';
+import { databaseOf, json, serverForSuite, startTestServer } from '../support/server.js';
 import { expectProblem, type Problem } from '../support/problems.js';
 
 const keys = { admin: '', alphaWriter: '', alphaReader: '', betaWriter: '' };
-let database: TestDatabase;
-let t: TestServer;
-
-before(async () => {
-  database = await createTestDatabase();
-  const store = await openStore({ kind: 'postgres', url: database.url });
-  await store.migrate();
-  keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'root' })).token;
-  keys.alphaWriter = (await createApiKey(store, { scope: 'nodes:write', namespace: 'alpha' })).token;
-  keys.alphaReader = (await createApiKey(store, { scope: 'nodes:read', namespace: 'alpha' })).token;
-  keys.betaWriter = (await createApiKey(store, { scope: 'nodes:write', namespace: 'beta' })).token;
-  await store.close();
-  t = await startTestServer({ database, config: { rateLimitPerMinute: 100_000 } });
-});
-after(async () => {
-  await t.close();
+const t = serverForSuite({
+  config: { rateLimitPerMinute: 100_000 },
+  seed: async (store) => {
+    keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'root' })).token;
+    keys.alphaWriter = (await createApiKey(store, { scope: 'nodes:write', namespace: 'alpha' })).token;
+    keys.alphaReader = (await createApiKey(store, { scope: 'nodes:read', namespace: 'alpha' })).token;
+    keys.betaWriter = (await createApiKey(store, { scope: 'nodes:write', namespace: 'beta' })).token;
+  },
 });
 
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
@@ -228,7 +219,7 @@ describe('key administration', () => {
     assert.ok(!('key' in entry) && !('secret_hash' in entry));
     assert.ok(!JSON.stringify(listed.body).includes(created.body.key.slice(-43)));
 
-    const client = new pg.Client({ connectionString: database.url });
+    const client = new pg.Client({ connectionString: databaseOf(t).url });
     await client.connect();
     const row = (await client.query<{ secret_hash: string }>('SELECT secret_hash FROM api_keys WHERE id = $1', [created.body.id])).rows[0];
     await client.end();
@@ -257,7 +248,7 @@ describe('key administration', () => {
 
 describe('rate limits', () => {
   it('answers a burst above the per-key limit with a 429 problem document', async () => {
-    const limited = await startTestServer({ database, config: { rateLimitPerMinute: 5, rateLimitAnonymousPerMinute: 3 } });
+    const limited = await startTestServer({ database: databaseOf(t), config: { rateLimitPerMinute: 5, rateLimitAnonymousPerMinute: 3 } });
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 8; i += 1) statuses.push((await fetch(`${limited.url}/api/v1/nodes?namespace=alpha`, { headers: bearer(keys.alphaReader) })).status);
@@ -279,7 +270,7 @@ describe('rate limits', () => {
     }
     // Audited without a row per refused request: the reader's first 429 as it happened, and at the
     // stop one summary counting the other three.
-    const store = await openStore({ kind: 'postgres', url: database.url });
+    const store = await openStore({ kind: 'postgres', url: databaseOf(t).url });
     try {
       const limitedEntries = (await store.queryAudit({ action: 'auth.denied', decision: 'denied', limit: 1000 })).filter(
         (entry) => entry.reason === 'rate_limited' && entry.details.route === '/api/v1/nodes' && !String(entry.actor).startsWith('address:'),

@@ -11,8 +11,6 @@ import { envelope } from '../../src/domain/events.js';
 import { createApiKey } from '../../src/security/api-keys.js';
 import { initCaFiles } from '../../src/security/ca.js';
 import { signEnvelope } from '../../src/security/signing.js';
-import { openStore } from '../../src/store/open-store.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { TlsRegistry } from '../support/tls-registry.js';
 import { tlsJson, writeServerTls, type ServerTlsFiles, type TlsClient, type TlsResponse } from '../support/test-ca.js';
@@ -25,7 +23,6 @@ interface Problem {
 
 let dir: string;
 let tls: ServerTlsFiles;
-let database: TestDatabase;
 let t: TestServer;
 let registry: TlsRegistry;
 const keys = { admin: '', adminId: '', writer: '', writerId: '' };
@@ -34,16 +31,13 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rollcall-enforce-'));
   tls = await writeServerTls(dir);
   const { certFile, keyFile } = await initCaFiles(join(dir, 'ca'), 'fleet.test');
-  database = await createTestDatabase();
-  const store = await openStore({ kind: 'postgres', url: database.url });
-  await store.migrate();
-  const admin = await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' });
-  const writer = await createApiKey(store, { scope: 'nodes:write', namespace: '*', name: 'deployer' });
-  Object.assign(keys, { admin: admin.token, adminId: admin.record.id, writer: writer.token, writerId: writer.record.id });
-  await store.close();
   t = await startTestServer({
-    database,
     config: { tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile, caCertFile: certFile, caKeyFile: keyFile, trustDomain: 'fleet.test', signatureMode: 'enforce', rateLimitPerMinute: 100_000 },
+    seed: async (store) => {
+      const admin = await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' });
+      const writer = await createApiKey(store, { scope: 'nodes:write', namespace: '*', name: 'deployer' });
+      Object.assign(keys, { admin: admin.token, adminId: admin.record.id, writer: writer.token, writerId: writer.record.id });
+    },
   });
   registry = new TlsRegistry(t.url, tls.certificatePem, () => keys.admin);
 });

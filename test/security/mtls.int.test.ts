@@ -10,12 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../../src/security/api-keys.js';
 import { initCaFiles, nodeSpiffeId, type CertificateAuthority } from '../../src/security/ca.js';
-import { openStore } from '../../src/store/open-store.js';
 import { RollcallError } from '../../src/domain/errors.js';
 import { envelope } from '../../src/domain/events.js';
 import { makeCsr } from './ca-support.js';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { serverForSuite, startTestServer, type TestServer } from '../support/server.js';
 import { TlsRegistry } from '../support/tls-registry.js';
 import { createTestCa, privateKeyPem, tlsJson, writeServerTls, type ServerTlsFiles, type TlsClient, type TlsResponse } from '../support/test-ca.js';
 import { assertProblem } from '../support/problems.js';
@@ -27,7 +25,6 @@ let dir: string;
 let tls: ServerTlsFiles;
 let ca: CertificateAuthority;
 let caFiles: { certFile: string; keyFile: string };
-let database: TestDatabase;
 let t: TestServer;
 let registry: TlsRegistry;
 const keys = { admin: '', writer: '' };
@@ -38,16 +35,13 @@ before(async () => {
   const created = await initCaFiles(join(dir, 'ca'), TRUST_DOMAIN);
   ca = created.ca;
   caFiles = { certFile: created.certFile, keyFile: created.keyFile };
-  database = await createTestDatabase();
-  const store = await openStore({ kind: 'postgres', url: database.url });
-  await store.migrate();
-  keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' })).token;
-  keys.writer = (await createApiKey(store, { scope: 'nodes:write', namespace: 'default', name: 'deployer' })).token;
-  await store.close();
   // tlsClientAuth is not set: TLS plus a CA make it optional.
   t = await startTestServer({
-    database,
     config: { tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile, caCertFile: caFiles.certFile, caKeyFile: caFiles.keyFile, trustDomain: TRUST_DOMAIN, rateLimitPerMinute: 100_000 },
+    seed: async (store) => {
+      keys.admin = (await createApiKey(store, { scope: 'admin', namespace: '*', name: 'ops' })).token;
+      keys.writer = (await createApiKey(store, { scope: 'nodes:write', namespace: 'default', name: 'deployer' })).token;
+    },
   });
   registry = new TlsRegistry(t.url, tls.certificatePem, () => keys.admin);
 });
@@ -224,24 +218,18 @@ describe('mTLS: bad client certificates', () => {
 });
 
 describe('mTLS: require', () => {
-  let strict: TestServer;
-  before(async () => {
-    strict = await startTestServer({
-      store: 'pglite',
-      config: {
-        dataDir: 'memory://',
-        tlsCertFile: tls.certFile,
-        tlsKeyFile: tls.keyFile,
-        caCertFile: caFiles.certFile,
-        caKeyFile: caFiles.keyFile,
-        trustDomain: TRUST_DOMAIN,
-        tlsClientAuth: 'require',
-      },
-    });
-  });
-  after(async () => {
-    await strict?.close();
-  });
+  const strict = serverForSuite(() => ({
+    store: 'pglite',
+    config: {
+      dataDir: 'memory://',
+      tlsCertFile: tls.certFile,
+      tlsKeyFile: tls.keyFile,
+      caCertFile: caFiles.certFile,
+      caKeyFile: caFiles.keyFile,
+      trustDomain: TRUST_DOMAIN,
+      tlsClientAuth: 'require',
+    },
+  }));
 
   it('refuses a client without a certificate, and serves one with its SVID', async () => {
     const problem = assertProblem(await tlsJson(`${strict.url}/api/v1/nodes`, plain()), 401, 'CLIENT_CERTIFICATE_REQUIRED');

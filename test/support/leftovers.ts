@@ -1,9 +1,10 @@
 // Run by scripts/run-tests.mjs after every test file has ended: finds the databases and Kafka topics
-// that the run tagged (argv[2]) and that are still there, prints one line each, and removes them.
+// that the run tagged (argv[2]) and that are still there, prints one line each, and removes them (the
+// run's migrated template database too, without a line: see postgres.ts).
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { KAFKA_BROKERS } from './kafka.js';
-import { ADMIN_URL } from './postgres.js';
+import { ADMIN_URL, templateDatabaseOf } from './postgres.js';
 
 const tag = process.argv[2] ?? '';
 if (!/^[a-z0-9]{1,12}$/.test(tag)) throw new Error(`usage: leftovers.ts <run tag>, got '${tag}'`);
@@ -13,7 +14,8 @@ await admin.connect();
 try {
   const { rows } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE $1`, [`%\\_${tag}\\_%`]);
   for (const { datname } of rows) {
-    process.stdout.write(`database ${datname}\n`);
+    // The run's migrated template outlives its files on purpose: dropped here, not a leftover.
+    if (datname !== templateDatabaseOf(tag)) process.stdout.write(`database ${datname}\n`);
     await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
   }
 } finally {

@@ -3,6 +3,17 @@ import { PGlite } from '@electric-sql/pglite';
 import type { QueryResult, SqlClient, SqlExecutor } from '../sql-client.js';
 import type { DataDirLock } from './data-dir-lock.js';
 
+/**
+ * Test support: the data folder (a tarball from PGlite's `dumpDataDir`) that a new in-memory database
+ * starts from instead of running initdb, which takes seconds in WASM. The product never sets it.
+ */
+let memoryTemplate: Blob | undefined;
+
+/** Sets (or, with undefined, clears) the tarball new in-memory databases start from; for tests. */
+export function setMemoryTemplate(tarball: Blob | undefined): void {
+  memoryTemplate = tarball;
+}
+
 export class PgliteClient implements SqlClient {
   readonly dialect = 'pglite' as const;
   private constructor(
@@ -15,7 +26,9 @@ export class PgliteClient implements SqlClient {
    * open-store.ts); in memory when it is undefined. The client releases the lock when it closes.
    */
   static async open(dataDir: string | undefined, lock: DataDirLock | null = null): Promise<PgliteClient> {
-    const db = dataDir === undefined ? new PGlite() : new PGlite(dataDir);
+    const inMemory = dataDir === undefined || dataDir.startsWith('memory://');
+    const options = inMemory && memoryTemplate ? { loadDataDir: memoryTemplate } : {};
+    const db = dataDir === undefined ? new PGlite(options) : new PGlite(dataDir, options);
     await db.waitReady;
     return new PgliteClient(db, lock);
   }
