@@ -15,6 +15,8 @@ export interface TaskState {
 export class BackgroundTasks {
   readonly states = Object.fromEntries(TASK_NAMES.map((name) => [name, { running: false, lastRunAt: null, lastError: null }])) as Record<TaskName, TaskState>;
   private readonly timers: CancelTimer[] = [];
+  /** Runs under way, which stop() waits for. */
+  private readonly runs = new Set<Promise<void>>();
   private stopped = false;
 
   constructor(
@@ -31,7 +33,7 @@ export class BackgroundTasks {
       this.clock.setInterval(() => {
         if (busy || this.stopped) return;
         busy = true;
-        return run()
+        const running = run()
           .then(() => {
             state.lastError = null;
           })
@@ -42,16 +44,23 @@ export class BackgroundTasks {
           .finally(() => {
             state.lastRunAt = this.clock.now();
             busy = false;
+            this.runs.delete(running);
           });
+        this.runs.add(running);
+        return running;
       }, intervalMs),
     );
   }
 
-  /** No run starts from now on; runs under way finish on their own. */
-  stop(): void {
+  /**
+   * No run starts from now on; resolves once the runs under way have finished (they use the store,
+   * which closes after the engine: one still running then would hold a connection the close waits for).
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     for (const cancel of this.timers) cancel();
     this.timers.length = 0;
+    await Promise.all(this.runs);
   }
 
   /** Marks every task as not running, once the engine has stopped. */

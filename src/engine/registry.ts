@@ -352,7 +352,8 @@ export class Registry {
 
   /** Stops background work and writes what is pending; the store stays open for the caller to close. */
   async stop(): Promise<void> {
-    this.tasks.stop();
+    // A sweep under way may still submit expiries: it finishes while writes are taken.
+    await this.tasks.stop();
     // Saga steps not yet queued (and their compensations) finish before the store goes.
     await this.gate.settled();
     await this.queue.idle();

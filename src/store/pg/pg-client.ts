@@ -8,6 +8,8 @@ export interface PgClientOptions {
   maxConnections?: number;
   /** Called when a pooled or dedicated connection fails outside a query. */
   onError?: (error: Error) => void;
+  /** At close, how long queries under way may take before their connections are ended (default 5 s). */
+  closeGraceMs?: number;
 }
 
 export class PgClient implements SqlClient {
@@ -19,6 +21,10 @@ export class PgClient implements SqlClient {
   private lockQueries: Promise<void> = Promise.resolve();
   private readonly heldLocks = new Set<number>();
   private closing: Promise<void> | null = null;
+  /** Connections of our own out of the pool (LISTEN, locks); see checkOut. */
+  private readonly checkedOut = new Set<pg.PoolClient>();
+  /** Every connection the pool holds, for close() to end the ones left. */
+  private readonly connections = new Set<pg.PoolClient>();
 
   constructor(options: PgClientOptions) {
     this.options = options;
@@ -29,6 +35,8 @@ export class PgClient implements SqlClient {
       application_name: 'rollcall',
     });
     this.pool.on('error', (error) => options.onError?.(error));
+    this.pool.on('connect', (client) => this.connections.add(client));
+    this.pool.on('remove', (client) => this.connections.delete(client));
   }
 
   async query<Row>(text: string, params?: unknown[]): Promise<QueryResult<Row>> {
@@ -78,7 +86,7 @@ export class PgClient implements SqlClient {
     let stopped = false;
     let retry: NodeJS.Timeout | null = null;
     const subscribe = async (): Promise<void> => {
-      const client = await this.pool.connect();
+      const client = await this.checkOut();
       client.on('notification', (message) => {
         if (message.channel === channel) onNotify(message.payload ?? '');
       });
@@ -86,24 +94,31 @@ export class PgClient implements SqlClient {
         this.options.onError?.(error);
         if (current !== client) return;
         current = null;
-        client.release(error);
+        this.giveBack(client, error);
         resubscribe(250);
       });
       try {
         await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       } catch (error) {
-        client.release(error instanceof Error ? error : true);
+        this.giveBack(client, error instanceof Error ? error : true);
         throw error;
+      }
+      // Unsubscribed (or closed) while this connection was being made: nobody would release it.
+      if (stopped || this.closing) {
+        this.giveBack(client, true);
+        return;
       }
       current = client;
     };
     const resubscribe = (delayMs: number): void => {
-      if (stopped || retry) return;
+      if (stopped || this.closing || retry) return;
       retry = setTimeout(() => {
         retry = null;
-        if (stopped) return;
+        if (stopped || this.closing) return;
         subscribe().then(
-          () => onReconnect?.(),
+          () => {
+            if (current) onReconnect?.();
+          },
           () => resubscribe(Math.min(delayMs * 2, 5000)),
         );
       }, delayMs);
@@ -113,19 +128,21 @@ export class PgClient implements SqlClient {
     return async () => {
       stopped = true;
       if (retry) clearTimeout(retry);
+      retry = null;
       const client = current;
       current = null;
       if (!client) return;
       await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
-      client.release();
+      this.giveBack(client);
     };
   }
 
   async tryAdvisoryLock(key: number): Promise<boolean> {
+    if (this.closing) throw new Error('the store is closed');
     if (this.heldLocks.has(key)) return true;
     // One session holds every duty lock; concurrent first calls share its creation (two sessions
     // would leave one checked out forever, and pool.end() waiting for it).
-    this.lockSession ??= this.pool.connect().then(
+    this.lockSession ??= this.checkOut().then(
       (client) => {
         client.on('error', (error) => {
           // The session died: every lock it held is gone, and so is the claim on duties. The dead
@@ -135,7 +152,7 @@ export class PgClient implements SqlClient {
           if (this.lockClient !== client) return;
           this.lockClient = null;
           this.lockSession = null;
-          client.release(error);
+          this.giveBack(client, error);
           this.options.onError?.(error);
         });
         this.lockClient = client;
@@ -159,19 +176,63 @@ export class PgClient implements SqlClient {
     return locked;
   }
 
-  /** Idempotent: pg's Pool.end() never settles when called a second time. */
+  /**
+   * A connection of our own (LISTEN, locks), out of the pool until giveBack. None is handed out once
+   * closing: close() could not know of it, and pool.end() would wait for it forever.
+   */
+  private async checkOut(): Promise<pg.PoolClient> {
+    if (this.closing) throw new Error('the store is closed');
+    const client = await this.pool.connect();
+    if (this.closing) {
+      client.release(true);
+      throw new Error('the store is closed');
+    }
+    this.checkedOut.add(client);
+    return client;
+  }
+
+  /** Returns a connection of our own to the pool, once (a second release would throw); with an error it is discarded. */
+  private giveBack(client: pg.PoolClient, error?: Error | boolean): void {
+    if (!this.checkedOut.delete(client)) return;
+    client.release(error);
+  }
+
+  /**
+   * Idempotent (pg's Pool.end() never settles when called a second time), and settles: our own
+   * connections are discarded, queries under way get `closeGraceMs` to finish, then every connection
+   * left is ended under them (they fail) so that the pool can end.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.lockSession) await this.lockSession.catch(() => undefined);
       this.lockSession = null;
-      if (this.lockClient) {
-        const client = this.lockClient;
-        this.lockClient = null;
-        client.release(true);
-      }
+      this.lockClient = null;
       this.heldLocks.clear();
-      await this.pool.end();
+      for (const client of [...this.checkedOut]) this.giveBack(client, true);
+      const ended = this.pool.end();
+      if (await settlesWithin(ended, this.options.closeGraceMs ?? 5_000)) return;
+      for (const client of this.connections) void client.end().catch(() => undefined);
+      if (!(await settlesWithin(ended, 2_000))) throw new Error(`the database pool did not end: ${this.connections.size} connection(s) still open`);
     })();
     return this.closing;
+  }
+}
+
+/** Whether `promise` settles within `ms` (a rejection counts as settled). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
