@@ -39,6 +39,16 @@ const OUTAGE_CLASSES: readonly string[] = [
 /** Errors of the client side that mean the server could not be reached: sockets, the pool, a closed database. */
 const CONNECTION_ERROR = /connect|terminated|not queryable|pool|closed/i;
 
+/**
+ * The session a query went out on is gone (ended by an administrator or a server restart, or the
+ * socket closed): another connection may well answer.
+ */
+export function isLostConnection(error: unknown): boolean {
+  const sqlstate = sqlstateOf(error);
+  if (sqlstate !== null) return sqlstate === '57P01' || sqlstate === '57P02' || sqlstate.startsWith(SQLSTATE_CLASSES.connectionException);
+  return error instanceof Error && /terminated|connection.*(ended|closed)/i.test(error.message);
+}
+
 /** The SQLSTATE of an error the server (or PGlite) answered with, or null for any other error. */
 export function sqlstateOf(error: unknown): string | null {
   if (error === null || typeof error !== 'object' || !('severity' in error)) return null;

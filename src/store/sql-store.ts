@@ -7,7 +7,7 @@ import { isOutcome, placeNeeds, planWrite, takePlace, type NodeWrite, type Write
 import { migrate } from './migrate.js';
 import { SqlApiKeys, SqlAudit, SqlIdentity, SqlPolicies, SqlProfiles } from './sql/admin-tables.js';
 import { iso } from './sql/rows.js';
-import { judgeWriteFailure, type WriteSubject } from './sql-errors.js';
+import { isLostConnection, judgeWriteFailure, type WriteSubject } from './sql-errors.js';
 import type { SqlClient, SqlExecutor } from './sql-client.js';
 import type { ApiKeyRecord, ChangesPage, Duty, ExpiryCandidate, HeartbeatLogEntry, LeaseRenewal, Profile, Store, WriteFailure } from './store.js';
 import type { AuditEntry, AuditQuery, NamespaceQuotas, PolicyVersion, StoredAuditEntry } from './store.js';
@@ -448,7 +448,13 @@ export class SqlStore implements Store {
   }
 
   async ping(): Promise<void> {
-    await this.client.query('SELECT 1');
+    try {
+      await this.client.query('SELECT 1');
+    } catch (error) {
+      // A pooled connection whose session the server ended fails once; a fresh one says whether the store answers.
+      if (!isLostConnection(error)) throw error;
+      await this.client.query('SELECT 1');
+    }
   }
 
   async probeWrite(lockTimeoutMs: number): Promise<void> {
