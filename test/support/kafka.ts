@@ -60,8 +60,19 @@ async function removeFileTopics(): Promise<void> {
   const admin = new Kafka({ brokers: KAFKA_BROKERS.split(','), clientId: 'rollcall-test-cleanup', logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
-    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(FILE_PREFIX));
-    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
+    // A topic created a moment ago may not be known to every part of the broker yet ("does not host
+    // this topic-partition"): list again and delete what is still there, a few times.
+    for (let attempt = 1; ; attempt++) {
+      const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(FILE_PREFIX));
+      if (topics.length === 0) break;
+      try {
+        await admin.deleteTopics({ topics, timeout: 30_000 });
+        break;
+      } catch (error) {
+        if (attempt >= 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
     const groups = (await admin.listGroups()).groups.map((group) => group.groupId).filter((group) => group.startsWith(FILE_PREFIX));
     if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
   } finally {
